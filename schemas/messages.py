@@ -1,0 +1,83 @@
+"""Messages on the broker: deletion request, product task, product acknowledgement.
+
+Extra fields are allowed (producers may add their own) and kept out of the database.
+Text may not contain NUL characters: Postgres text cannot store them, and refusing them
+here turns what would be a database error into a clear dead-letter reason.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+MAX_IDENTITIES = 100_000
+
+Text = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$", max_length=10_000)]
+ShortText = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$", min_length=1, max_length=255)]
+IdentityValue = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$", min_length=1, max_length=1024)]
+EpochMillis = Annotated[int, Field(ge=0, le=253_402_300_799_999)]  # up to year 9999
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class Namespace(Message):
+    code: ShortText
+
+
+class Identity(Message):
+    namespace: Namespace
+    id: IdentityValue
+
+
+DeletionAction = Literal["delete_user_data", "delete_identity"]
+
+
+class DeletionRequest(Message):
+    """Published by upstream services to `deletion.requests`."""
+
+    request_id: ShortText = Field(alias="requestId")
+    project_key: ShortText = Field(alias="projectKey")
+    identities: list[Identity] = Field(min_length=1, max_length=MAX_IDENTITIES)
+    action: DeletionAction = "delete_user_data"
+    dataset_id: ShortText = Field(default="ALL", alias="datasetId")
+    start_at: EpochMillis | None = Field(default=None, alias="startAt")
+    description: Text = ""
+    display_name: Text = Field(default="", alias="displayName")
+    reference_id: Text | None = Field(default=None, alias="referenceId")
+
+
+class TaskItem(Message):
+    """One job's chunk of identities inside a product task."""
+
+    job_id: int = Field(alias="jobId")
+    project_id: int = Field(alias="projectId")
+    dataset_id: str = Field(alias="datasetId")
+    identities: list[Identity]
+
+
+class ProductTask(Message):
+    """Published by dispatch to `deletion.product.<name>`; may carry chunks of many jobs."""
+
+    task_id: ShortText = Field(alias="taskId")
+    product: ShortText
+    items: list[TaskItem] = Field(min_length=1)
+
+
+ResultStatus = Literal["success", "failed", "cancelled"]
+
+
+class AckResult(Message):
+    job_id: int = Field(alias="jobId")
+    status: ResultStatus
+    error: Text | None = None
+
+
+class ProductAck(Message):
+    """Published by a product (built-in handler or external service) to `deletion.acks`."""
+
+    task_id: ShortText = Field(alias="taskId")
+    product: ShortText
+    results: list[AckResult] = Field(min_length=1)

@@ -1,0 +1,51 @@
+"""Shared plumbing of the CLI commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import asyncpg
+import click
+
+from worker.exitcodes import ExitCode
+from worker.logs import configure_logging
+from worker.products import ProductsFile, load_products
+from worker.settings import Settings, get_settings
+
+T = TypeVar("T")
+
+
+class CliError(Exception):
+    """Ends the command with a one-line message and a named exit code."""
+
+    def __init__(self, message: str, code: ExitCode = ExitCode.FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def settings() -> Settings:
+    loaded = get_settings()
+    configure_logging(loaded.log_level, loaded.log_format)
+    return loaded
+
+
+def products(loaded: Settings) -> ProductsFile:
+    return load_products(loaded.products_file)
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+async def connect_database(loaded: Settings) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(loaded.database_url, timeout=10)
+    except (OSError, asyncpg.PostgresError) as error:
+        raise CliError(f"cannot reach Postgres: {type(error).__name__}: {error}", ExitCode.UNAVAILABLE) from None
+
+
+def echo_json(value: object) -> None:
+    click.echo(json.dumps(value, default=str))

@@ -1,0 +1,34 @@
+"""`deletion-worker projects ...`"""
+
+from __future__ import annotations
+
+import click
+
+from worker.cli import common
+from worker.store.projects import create_project
+
+
+@click.group("projects")
+def projects_group() -> None:
+    """Projects: a request names its project by projectKey."""
+
+
+@projects_group.command("create")
+@click.option("--org", required=True, help="Organization id (created if new).")
+@click.option("--name", required=True, help="Project name.")
+def create(org: str, name: str) -> None:
+    """Create a project; prints {"projectId": ..., "projectKey": ...}."""
+    loaded = common.settings()
+
+    async def go() -> tuple[int, str]:
+        connection = await common.connect_database(loaded)
+        try:
+            return await create_project(connection, org, name)
+        finally:
+            await connection.close()
+
+    project_id, key = common.run(go())
+    common.echo_json({"projectId": project_id, "projectKey": key})
+
+
+COMMANDS = [projects_group]

@@ -1,0 +1,73 @@
+"""Acks consumer: acknowledgements from `deletion.acks` settle chunks and roll up into
+product and job status, one batched statement per batch."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+
+from schemas import ProductAck
+from worker import metrics
+from worker.broker import Publisher
+from worker.consumers.base import DONE, BatchConsumer, ConsumerOptions, DeadLetter, Disposition, parse_body
+from worker.store.acks import ChunkResult, apply_acks
+from worker.topology import QueueNames
+
+log = structlog.get_logger(__name__)
+
+
+def parse_ack(body: bytes) -> ProductAck | DeadLetter:
+    ack = parse_body(ProductAck, body)
+    if isinstance(ack, DeadLetter):
+        return ack
+    try:
+        uuid.UUID(ack.task_id)
+    except ValueError:
+        return DeadLetter("schema: taskId: not a task id issued by dispatch")
+    return ack
+
+
+class AcksConsumer(BatchConsumer):
+    def __init__(
+        self, names: QueueNames, publisher: Publisher, options: ConsumerOptions, *, pool: asyncpg.Pool
+    ) -> None:
+        super().__init__(names, publisher, options)
+        self.pool = pool
+
+    async def handle(self, batch: Sequence[AbstractIncomingMessage]) -> list[Disposition]:
+        dispositions: list[Disposition] = [DONE] * len(batch)
+        results: list[ChunkResult] = []
+        for index, message in enumerate(batch):
+            parsed = parse_ack(message.body)
+            if isinstance(parsed, DeadLetter):
+                dispositions[index] = parsed
+                continue
+            task_id = uuid.UUID(parsed.task_id)
+            # `cancelled` results need no write: cancelling already settled those chunks.
+            results.extend(
+                ChunkResult(task_id, r.job_id, parsed.product, r.status, (r.error or "failed")[:500] if r.status == "failed" else None)
+                for r in parsed.results
+                if r.status != "cancelled"
+            )
+        if not results:
+            return dispositions
+        async with self.pool.acquire() as connection:
+            outcome = await apply_acks(connection, results)
+        if outcome.completed:
+            metrics.JOB_TRANSITIONS.labels("completed").inc(len(outcome.completed))
+        if outcome.failed:
+            metrics.JOB_TRANSITIONS.labels("failed").inc(len(outcome.failed))
+        log.info(
+            "acks_applied",
+            settled=outcome.settled,
+            stale=outcome.stale,
+            completed=len(outcome.completed),
+            failed=len(outcome.failed),
+            completed_ids=outcome.completed[:50],
+            failed_ids=outcome.failed[:50],
+        )
+        return dispositions

@@ -1,0 +1,118 @@
+"""Product consumer: runs a built-in handler on each task of `deletion.product.<name>` and
+publishes the outcome to `deletion.acks` (the same path external products use)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import asyncpg
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+
+from schemas import AckResult, ProductAck, ProductTask
+from worker import metrics
+from worker.broker import Outgoing, Publisher
+from worker.consumers.base import DONE, BatchConsumer, ConsumerOptions, DeadLetter, Disposition, Retry, parse_body
+from worker.errors import PermanentError, TransientError, describe
+from worker.handlers.base import Handler, ItemResult, failed_items
+from worker.store.acks import start_product_work
+from worker.topology import QueueNames
+
+log = structlog.get_logger(__name__)
+
+
+class ProductConsumer(BatchConsumer):
+    def __init__(
+        self,
+        names: QueueNames,
+        publisher: Publisher,
+        options: ConsumerOptions,
+        *,
+        pool: asyncpg.Pool,
+        product: str,
+        handler: Handler,
+        acks_queue: str,
+        timeout: float,
+        concurrency: int,
+    ) -> None:
+        super().__init__(names, publisher, options)
+        self.pool = pool
+        self.product = product
+        self.handler = handler
+        self.acks_queue = acks_queue
+        self.timeout = timeout
+        self._limit = asyncio.Semaphore(concurrency)
+
+    async def handle(self, batch: Sequence[AbstractIncomingMessage]) -> list[Disposition]:
+        dispositions: list[Disposition] = [DONE] * len(batch)
+        tasks: dict[int, ProductTask] = {}
+        for index, message in enumerate(batch):
+            task = parse_body(ProductTask, message.body)
+            if isinstance(task, DeadLetter):
+                dispositions[index] = task
+                continue
+            if task.product != self.product:
+                dispositions[index] = DeadLetter(f"wrong product: task for {task.product!r} on this queue")
+                continue
+            tasks[index] = task
+        if not tasks:
+            return dispositions
+
+        job_ids = sorted({item.job_id for task in tasks.values() for item in task.items})
+        async with self.pool.acquire() as connection:
+            cancelled = await start_product_work(connection, self.product, job_ids)
+
+        outcomes = await asyncio.gather(*(self._run(task, cancelled) for task in tasks.values()))
+        acks: list[Outgoing] = []
+        for index, outcome in zip(tasks, outcomes, strict=True):
+            if isinstance(outcome, Retry):
+                dispositions[index] = outcome
+            else:
+                acks.append(outcome)
+        await self.publisher.publish(acks)
+        return dispositions
+
+    async def _run(self, task: ProductTask, cancelled: set[int]) -> Outgoing | Retry:
+        live = [item for item in task.items if item.job_id not in cancelled]
+        results: dict[int, ItemResult] = {}
+        if live:
+            started = time.perf_counter()
+            outcome = "success"
+            try:
+                async with self._limit:
+                    results = await asyncio.wait_for(
+                        self.handler.run(task.model_copy(update={"items": live})), self.timeout
+                    )
+            except (TransientError, TimeoutError) as error:
+                outcome = "transient"
+                reason = describe(error) if isinstance(error, TransientError) else "handler time limit exceeded"
+                log.warning("task_transient_failure", product=self.product, task_id=task.task_id, reason=reason)
+                return Retry(reason)
+            except PermanentError as error:
+                outcome = "failed"
+                results = failed_items(task, error)
+                log.warning("task_failed", product=self.product, task_id=task.task_id, reason=describe(error))
+            finally:
+                duration = time.perf_counter() - started
+                metrics.HANDLER_DURATION.labels(self.product, outcome).observe(duration)
+        ack = ProductAck(
+            task_id=task.task_id,
+            product=self.product,
+            results=[
+                AckResult(job_id=item.job_id, status="cancelled")
+                if item.job_id in cancelled
+                else AckResult(
+                    job_id=item.job_id,
+                    status=results.get(item.job_id, ItemResult("failed", "no result from handler")).status,  # type: ignore[arg-type]
+                    error=results.get(item.job_id, ItemResult("failed", "no result from handler")).error,
+                )
+                for item in task.items
+            ],
+        )
+        return Outgoing(
+            routing_key=self.acks_queue,
+            body=ack.model_dump_json(by_alias=True).encode(),
+            message_id=task.task_id,
+        )

@@ -1,0 +1,40 @@
+"""Postgres connections: the pool, and which errors are worth retrying."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+
+from worker.settings import Settings
+
+# Connection-level trouble (server restarting, network) and contention are transient: the
+# same statement is expected to succeed later. Anything else is a property of the data.
+TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57", "40")
+
+
+def is_transient(error: BaseException) -> bool:
+    if isinstance(error, (OSError, ConnectionError, asyncpg.exceptions.InterfaceError)):
+        return True
+    if isinstance(error, asyncpg.PostgresError):
+        sqlstate = getattr(error, "sqlstate", None) or ""
+        return sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES
+    return False
+
+
+async def init_connection(connection: asyncpg.Connection) -> None:
+    await connection.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
+    options: dict[str, Any] = {
+        "min_size": settings.db_pool_min,
+        "max_size": settings.db_pool_max,
+        "init": init_connection,
+        "command_timeout": 60,
+    }
+    options.update(overrides)
+    pool = await asyncpg.create_pool(settings.database_url, **options)
+    assert pool is not None
+    return pool

@@ -1,0 +1,45 @@
+"""What a built-in product handler is, and how one is made from the products file."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from schemas import ProductTask, TaskItem
+from worker.errors import PermanentError
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    status: str  # success | failed
+    error: str | None = None
+
+
+SUCCESS = ItemResult("success")
+
+
+class Handler(ABC):
+    """Carries out one product task. Returns a result per job id, raises TransientError to
+    have the task retried later, or PermanentError to fail every item of it."""
+
+    def __init__(self, namespaces: list[str] | None) -> None:
+        self.namespaces = set(namespaces) if namespaces is not None else None
+
+    def values(self, items: list[TaskItem]) -> list[str]:
+        """The identity values this product deletes: those of its namespaces, de-duplicated."""
+        seen: dict[str, None] = {}
+        for item in items:
+            for identity in item.identities:
+                if self.namespaces is None or identity.namespace.code in self.namespaces:
+                    seen.setdefault(identity.id)
+        return list(seen)
+
+    @abstractmethod
+    async def run(self, task: ProductTask) -> dict[int, ItemResult]: ...
+
+    async def close(self) -> None:  # noqa: B027 - most handlers hold nothing to close
+        return None
+
+
+def failed_items(task: ProductTask, error: PermanentError) -> dict[int, ItemResult]:
+    return {item.job_id: ItemResult("failed", str(error)) for item in task.items}

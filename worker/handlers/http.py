@@ -1,0 +1,88 @@
+"""Built-in `http` handler: POSTs the product task as JSON to the product's URL.
+
+The body is signed: header `X-Deletion-Signature: sha256=<hex HMAC-SHA256 of the body>`.
+2xx means every item succeeded, unless the JSON answer carries `results` in the
+acknowledgement's form; 4xx (but 408 and 429) fails the items for good; 5xx, 408, 429,
+time-outs and connection errors are transient and retried with backoff.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import httpx
+from pydantic import ValidationError
+
+from schemas import ProductAck, ProductTask
+from worker.errors import PermanentError, TransientError
+from worker.handlers.base import SUCCESS, Handler, ItemResult
+
+SIGNATURE_HEADER = "X-Deletion-Signature"
+RETRYABLE_4XX = frozenset({408, 425, 429})
+
+
+def sign(secret: bytes, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+class HttpHandler(Handler):
+    def __init__(self, url: str, secret: str | None, timeout: float, namespaces: list[str] | None) -> None:
+        super().__init__(namespaces)
+        self.url = url
+        self.secret = secret.encode() if secret is not None else None
+        self._client = httpx.AsyncClient(timeout=timeout)
+
+    async def run(self, task: ProductTask) -> dict[int, ItemResult]:
+        if self.namespaces is not None:
+            task = task.model_copy(
+                update={
+                    "items": [
+                        item.model_copy(
+                            update={"identities": [i for i in item.identities if i.namespace.code in self.namespaces]}
+                        )
+                        for item in task.items
+                    ]
+                }
+            )
+        body = task.model_dump_json(by_alias=True).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.secret is not None:
+            headers[SIGNATURE_HEADER] = sign(self.secret, body)
+        try:
+            response = await self._client.post(self.url, content=body, headers=headers)
+        except httpx.TimeoutException as error:
+            raise TransientError("http: request timed out") from error
+        except httpx.TransportError as error:
+            raise TransientError(f"http: {type(error).__name__}") from error
+        status = response.status_code
+        if status >= 500 or status in RETRYABLE_4XX:
+            raise TransientError(f"http: answered {status}")
+        if status >= 400:
+            raise PermanentError(f"http: answered {status}")
+        if status >= 300:
+            raise PermanentError(f"http: unexpected redirect {status}")
+        return self._results(task, response)
+
+    @staticmethod
+    def _results(task: ProductTask, response: httpx.Response) -> dict[int, ItemResult]:
+        results = {item.job_id: SUCCESS for item in task.items}
+        if not response.content:
+            return results
+        try:
+            payload = response.json()
+        except ValueError:
+            return results
+        if not isinstance(payload, dict) or "results" not in payload:
+            return results
+        try:
+            ack = ProductAck.model_validate({"taskId": task.task_id, "product": task.product, **payload})
+        except ValidationError as error:
+            raise PermanentError("http: answer has malformed `results`") from error
+        for result in ack.results:
+            if result.job_id in results and result.status == "failed":
+                results[result.job_id] = ItemResult("failed", (result.error or "failed")[:500])
+        return results
+
+    async def close(self) -> None:
+        await self._client.aclose()

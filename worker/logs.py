@@ -1,0 +1,50 @@
+"""structlog, configured once per process.
+
+JSON when stdout is not a terminal (containers, CI), readable lines on a terminal.
+Identity values are personal data and never logged: callers log counts and ids, and a
+last-line processor blanks any field whose name suggests an identity, in case one slips in.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+REDACTED_KEYS = frozenset({"identity", "identities", "identity_value", "user_id", "userId", "id_value"})
+
+
+def _redact_identities(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    for key in REDACTED_KEYS.intersection(event):
+        event[key] = "[redacted]"
+    return event
+
+
+_configured = False
+
+
+def configure_logging(level: str = "info", log_format: str = "auto") -> None:
+    global _configured  # noqa: PLW0603 - configuring logging is process-wide by nature
+    if _configured:
+        return
+    _configured = True
+    use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+    renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
+    numeric_level = logging.getLevelNamesMapping()[level.upper()]
+    # Libraries (aio-pika, uvicorn) log through the standard library; keep their noise down.
+    logging.basicConfig(level=max(numeric_level, logging.WARNING), stream=sys.stderr, format="%(message)s")
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact_identities,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )

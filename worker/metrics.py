@@ -1,0 +1,36 @@
+"""Prometheus metrics of a worker process (the API registers its own in worker.api)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES_CONSUMED = Counter(
+    "deletion_messages_consumed_total", "Messages taken from a queue and settled.", ["queue"]
+)
+MESSAGES_PUBLISHED = Counter(
+    "deletion_messages_published_total", "Messages published and confirmed by the broker.", ["queue"]
+)
+MESSAGES_DEAD_LETTERED = Counter(
+    "deletion_messages_dead_lettered_total", "Messages moved to a dead-letter queue.", ["queue", "reason"]
+)
+MESSAGES_RETRIED = Counter(
+    "deletion_messages_retried_total", "Messages sent to a retry queue after a transient failure.", ["queue"]
+)
+BATCH_SIZE = Histogram(
+    "deletion_batch_size",
+    "Deliveries handled in one batch.",
+    ["queue"],
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
+)
+HANDLER_DURATION = Histogram(
+    "deletion_handler_duration_seconds",
+    "Time a product handler took for one task.",
+    ["product", "outcome"],
+)
+JOBS_BY_STATUS = Gauge("deletion_jobs", "Jobs by status (refreshed by the dispatch role).", ["status"])
+JOB_TRANSITIONS = Counter("deletion_job_transitions_total", "Jobs that entered a status.", ["status"])
+HEARTBEAT = Gauge("deletion_worker_heartbeat_timestamp_seconds", "Last time the worker loop was alive.")
+CONSUMERS_ACTIVE = Gauge("deletion_consumers_active", "Consumers this process has on the broker.", ["queue"])
+BROKER_CONNECTED = Gauge("deletion_broker_connected", "1 while connected to RabbitMQ.")
+DATABASE_CONNECTED = Gauge("deletion_database_connected", "1 while the last database round trip succeeded.")
+EXPECTED_CONSUMERS = Gauge("deletion_consumers_expected", "Consumers this process should have on the broker.")

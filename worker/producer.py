@@ -1,0 +1,77 @@
+"""The thin producer: how upstream services publish a deletion request.
+
+    request_id = await publish_deletion(amqp_url, project_key="...", identities=[("userId", "42")])
+
+The message is validated against the same schema the worker uses, published persistent
+with publisher confirms, and the call returns only once the broker has it. If the broker
+is unreachable or refuses the message, the call raises: it never fails silently.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from schemas import DeletionRequest, Identity, Namespace
+from worker import broker
+from worker.topology import Topology
+
+
+def build_request(
+    project_key: str,
+    identities: Sequence[tuple[str, str]],
+    *,
+    request_id: str | None = None,
+    action: str = "delete_user_data",
+    dataset_id: str = "ALL",
+    start_at: int | None = None,
+    description: str = "",
+    display_name: str = "",
+    reference_id: str | None = None,
+) -> DeletionRequest:
+    return DeletionRequest.model_validate(
+        {
+            "requestId": request_id or str(uuid.uuid4()),
+            "projectKey": project_key,
+            "identities": [Identity(namespace=Namespace(code=ns), id=value) for ns, value in identities],
+            "action": action,
+            "datasetId": dataset_id,
+            "startAt": start_at,
+            "description": description,
+            "displayName": display_name,
+            "referenceId": reference_id,
+        }
+    )
+
+
+def request_message(request: DeletionRequest, queue: str) -> broker.Outgoing:
+    return broker.Outgoing(
+        routing_key=queue,
+        body=request.model_dump_json(by_alias=True).encode(),
+        message_id=request.request_id,
+    )
+
+
+async def publish_requests(amqp_url: str, requests: Sequence[DeletionRequest], prefix: str = "deletion") -> None:
+    """Publish many requests on one connection, all confirms outstanding at once."""
+    connection = await broker.connect(amqp_url)
+    try:
+        publisher = await broker.Publisher.open(connection)
+        queue = Topology(prefix, ()).requests.main
+        await publisher.publish([request_message(request, queue) for request in requests])
+    finally:
+        await connection.close()
+
+
+async def publish_deletion(
+    amqp_url: str,
+    project_key: str,
+    identities: Sequence[tuple[str, str]],
+    *,
+    prefix: str = "deletion",
+    **fields: object,
+) -> str:
+    """Publish one deletion request; returns its request id."""
+    request = build_request(project_key, identities, **fields)  # type: ignore[arg-type]
+    await publish_requests(amqp_url, [request], prefix=prefix)
+    return request.request_id

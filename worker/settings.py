@@ -1,0 +1,113 @@
+"""Every setting of the service, read once from the environment (prefix ``DELETION_``).
+
+One class on purpose: operators read this file to learn what can be configured,
+and the deployment test checks every variable it sets against these fields.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PRODUCTS_FILE = PACKAGE_ROOT / "deploy" / "products.demo.toml"
+DEFAULT_MIGRATIONS_DIR = PACKAGE_ROOT / "migrations"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DELETION_", extra="ignore", frozen=True)
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    products_file: Path = DEFAULT_PRODUCTS_FILE
+    migrations_dir: Path = DEFAULT_MIGRATIONS_DIR
+
+    # Every queue and exchange name starts with this; tests and the bench use their own
+    # so that runs never see each other's messages.
+    topology_prefix: str = Field(default="deletion", pattern=r"^[A-Za-z0-9_.-]{1,100}$")
+
+    # Consuming: a generous prefetch and batches are what make the pipeline fast.
+    prefetch: int = Field(default=2000, ge=1, le=65535)
+    batch_size: int = Field(default=500, ge=1, le=10000)
+    batch_wait_ms: int = Field(default=5, ge=0, le=10000)
+    # Broker-side safety net: a message redelivered this often (it keeps crashing the
+    # worker that takes it) is dead-lettered by RabbitMQ itself.
+    delivery_limit: int = Field(default=20, ge=1)
+
+    # Limits of one request.
+    max_identities: int = Field(default=100_000, ge=1)
+    max_message_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    max_identity_length: int = Field(default=1024, ge=1)
+
+    # Dispatch: how identities are split into product task messages.
+    chunk_size: int = Field(default=10_000, ge=1, le=100_000)
+    task_max_items: int = Field(default=1000, ge=1)
+    dispatch_batch: int = Field(default=5000, ge=1)
+    dispatch_interval: float = Field(default=1.0, gt=0)
+
+    # Transient failures of a product handler: exponential backoff with full jitter.
+    retry_max_attempts: int = Field(default=8, ge=1)
+    retry_base_ms: int = Field(default=500, ge=1)
+    retry_cap_ms: int = Field(default=300_000, ge=1)
+    handler_timeout: float = Field(default=30.0, gt=0)
+    handler_concurrency: int = Field(default=8, ge=1)
+
+    # Personal data: identity values are replaced by keyed hashes this long after a job ends.
+    identity_retention: timedelta = timedelta(days=7)
+    identity_hash_key: SecretStr = SecretStr("change-me-in-production")
+
+    # Database pool.
+    db_pool_min: int = Field(default=1, ge=0)
+    db_pool_max: int = Field(default=10, ge=1)
+
+    # HTTP API.
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=0, le=65535)
+    api_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+
+    # Worker metrics and health endpoint (0 = off).
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    shutdown_timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_scheme(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql://")
+        return value
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_scheme(cls, value: str) -> str:
+        if not value.startswith(("amqp://", "amqps://")):
+            raise ValueError("must start with amqp:// or amqps://")
+        return value
+
+
+class SettingsError(Exception):
+    """A setting is wrong or missing; the message is one line meant for a person."""
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        name = "DELETION_" + "_".join(str(p) for p in item["loc"]).upper()
+        parts.append(f"{name}: {item['msg']}")
+    return "; ".join(parts)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise SettingsError(f"invalid setting: {describe_validation_error(error)}") from None

@@ -1,0 +1,142 @@
+"""Dispatch: claim due jobs, split them into chunks and product tasks, record the chunks.
+
+The caller publishes the tasks inside the same transaction and commits only after the
+broker confirmed them. A crash before the commit leaves the jobs `scheduled`, to be
+dispatched again under new task ids; acknowledgements of the lost attempt match no
+chunk and change nothing. So a job enters a product's status exactly once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class DueJob:
+    job_id: int
+    project_id: int
+    dataset_id: str
+    identity_count: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    job_id: int
+    chunk_no: int
+    seq_from: int
+    seq_to: int  # exclusive
+
+    @property
+    def size(self) -> int:
+        return self.seq_to - self.seq_from
+
+
+@dataclass
+class TaskPlan:
+    """Chunks that travel together in one task message (one per product)."""
+
+    chunks: list[Chunk] = field(default_factory=list)
+    identity_count: int = 0
+
+
+@dataclass(frozen=True)
+class ProductTaskRecord:
+    task_id: uuid.UUID
+    product: str
+    plan: TaskPlan
+
+
+def split_into_chunks(job: DueJob, chunk_size: int) -> list[Chunk]:
+    return [
+        Chunk(job.job_id, chunk_no, start, min(start + chunk_size, job.identity_count))
+        for chunk_no, start in enumerate(range(0, job.identity_count, chunk_size))
+    ]
+
+
+def plan_tasks(jobs: list[DueJob], chunk_size: int, max_items: int) -> list[TaskPlan]:
+    """Pack chunks into tasks: at most `chunk_size` identities and `max_items` chunks each,
+    so that many small requests share one message and a large one spreads over several."""
+    plans: list[TaskPlan] = []
+    current = TaskPlan()
+    for job in jobs:
+        for chunk in split_into_chunks(job, chunk_size):
+            full = current.identity_count + chunk.size > chunk_size or len(current.chunks) >= max_items
+            if current.chunks and full:
+                plans.append(current)
+                current = TaskPlan()
+            current.chunks.append(chunk)
+            current.identity_count += chunk.size
+    if current.chunks:
+        plans.append(current)
+    return plans
+
+
+async def claim_due_jobs(connection: asyncpg.Connection, limit: int) -> list[DueJob]:
+    """Lock up to `limit` scheduled jobs that are due; other dispatchers skip them."""
+    rows = await connection.fetch(
+        """
+        SELECT id, project_id, dataset_id, identity_count FROM jobs
+        WHERE status = 'scheduled' AND (start_at IS NULL OR start_at <= now())
+        ORDER BY start_at NULLS FIRST, id
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED
+        """,
+        limit,
+    )
+    return [DueJob(row["id"], row["project_id"], row["dataset_id"], row["identity_count"]) for row in rows]
+
+
+async def load_identities(connection: asyncpg.Connection, job_ids: list[int]) -> dict[int, list[tuple[str, str]]]:
+    rows = await connection.fetch(
+        "SELECT job_id, namespace, value FROM job_identities"
+        " WHERE job_id = ANY($1::bigint[]) ORDER BY job_id, seq",
+        job_ids,
+    )
+    identities: dict[int, list[tuple[str, str]]] = {job_id: [] for job_id in job_ids}
+    for row in rows:
+        identities[row["job_id"]].append((row["namespace"], row["value"]))
+    return identities
+
+
+def product_tasks(plans: list[TaskPlan], products: list[str]) -> list[ProductTaskRecord]:
+    """The same packing for every product, each task under its own id."""
+    return [ProductTaskRecord(uuid.uuid4(), product, plan) for product in products for plan in plans]
+
+
+async def record_dispatch(
+    connection: asyncpg.Connection, jobs: list[DueJob], plans: list[TaskPlan], tasks: list[ProductTaskRecord]
+) -> None:
+    """Write the chunks, set each product's chunk count, and mark the jobs running (or
+    completed at once when no product is configured)."""
+    await connection.copy_records_to_table(
+        "task_chunks",
+        records=[
+            (chunk.job_id, task.product, chunk.chunk_no, task.task_id, chunk.seq_from, chunk.seq_to)
+            for task in tasks
+            for chunk in task.plan.chunks
+        ],
+        columns=["job_id", "product", "chunk_no", "task_id", "seq_from", "seq_to"],
+    )
+    job_ids = [job.job_id for job in jobs]
+    chunk_counts = Counter(chunk.job_id for plan in plans for chunk in plan.chunks)
+    await connection.execute(
+        """
+        UPDATE product_status ps SET chunks_total = t.n
+        FROM unnest($1::bigint[], $2::int[]) AS t(job_id, n)
+        WHERE ps.job_id = t.job_id
+        """,
+        job_ids,
+        [chunk_counts[job_id] for job_id in job_ids],
+    )
+    new_status = "running" if tasks else "completed"
+    await connection.execute(
+        "UPDATE jobs SET status = $2, dispatched_at = now(), updated_at = now(),"
+        " finished_at = CASE WHEN $2 = 'completed' THEN now() END"
+        " WHERE id = ANY($1::bigint[])",
+        job_ids,
+        new_status,
+    )

@@ -91,7 +91,9 @@ async def declare_topology(settings: Settings) -> None:
     connection = await aio_pika.connect(settings.amqp_url)
     try:
         channel = await connection.channel()
-        await topology.declare(channel, Topology(settings.topology_prefix, tuple(products.names)), settings.delivery_limit)
+        await topology.declare(
+            channel, Topology(settings.topology_prefix, tuple(products.names)), settings.delivery_limit
+        )
     finally:
         await connection.close()
 
@@ -123,7 +125,9 @@ async def job_ids_for(pool: asyncpg.Pool, request_ids: Sequence[str], timeout: f
         if len(found) == len(set(request_ids)):
             return [found[r] for r in request_ids]
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(set(request_ids)) - len(found)} of {len(set(request_ids))} requests never became jobs")
+            raise TimeoutError(
+                f"{len(set(request_ids)) - len(found)} of {len(set(request_ids))} requests never became jobs"
+            )
         await asyncio.sleep(0.05)
 
 
@@ -158,7 +162,9 @@ async def queue_depth(settings: Settings, queue: str) -> tuple[int, int]:
         await connection.close()
 
 
-async def get_dead_letters(settings: Settings, queue: str, expected: int, timeout: float = WAIT_SECONDS) -> list[aio_pika.abc.AbstractIncomingMessage]:
+async def get_dead_letters(
+    settings: Settings, queue: str, expected: int, timeout: float = WAIT_SECONDS
+) -> list[aio_pika.abc.AbstractIncomingMessage]:
     """Take `expected` messages from a dead-letter queue (acking them), waiting for them to arrive."""
     connection = await aio_pika.connect(settings.amqp_url)
     messages: list[aio_pika.abc.AbstractIncomingMessage] = []

@@ -16,7 +16,9 @@ DEMO_USERS = ("alice@example.com", "bob@example.com", "carol@example.com")
 
 DEMO_SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS demo;
-CREATE TABLE IF NOT EXISTS demo.sessions (id bigserial PRIMARY KEY, user_id text NOT NULL, started_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS demo.sessions (
+    id bigserial PRIMARY KEY, user_id text NOT NULL, started_at timestamptz NOT NULL DEFAULT now()
+);
 CREATE INDEX IF NOT EXISTS sessions_user_idx ON demo.sessions (user_id);
 CREATE TABLE IF NOT EXISTS demo.events (id bigserial PRIMARY KEY, user_id text NOT NULL, name text NOT NULL);
 CREATE INDEX IF NOT EXISTS events_user_idx ON demo.events (user_id);
@@ -40,9 +42,7 @@ async def seed_demo_rows(connection: asyncpg.Connection, users: tuple[str, ...] 
                 user.split("@")[0].title(),
             )
             if await connection.fetchval("SELECT count(*) FROM demo.sessions WHERE user_id = $1", user) == 0:
-                await connection.executemany(
-                    "INSERT INTO demo.sessions (user_id) VALUES ($1)", [(user,)] * 3
-                )
+                await connection.executemany("INSERT INTO demo.sessions (user_id) VALUES ($1)", [(user,)] * 3)
                 await connection.executemany(
                     "INSERT INTO demo.events (user_id, name) VALUES ($1, $2)",
                     [(user, name) for name in ("login", "view", "logout")],

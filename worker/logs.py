@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -16,7 +17,7 @@ import structlog
 REDACTED_KEYS = frozenset({"identity", "identities", "identity_value", "user_id", "userId", "id_value"})
 
 
-def _redact_identities(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+def _redact_identities(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in REDACTED_KEYS.intersection(event):
         event[key] = "[redacted]"
     return event

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-MESSAGES_CONSUMED = Counter(
-    "deletion_messages_consumed_total", "Messages taken from a queue and settled.", ["queue"]
-)
+MESSAGES_CONSUMED = Counter("deletion_messages_consumed_total", "Messages taken from a queue and settled.", ["queue"])
 MESSAGES_PUBLISHED = Counter(
     "deletion_messages_published_total", "Messages published and confirmed by the broker.", ["queue"]
 )

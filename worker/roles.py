@@ -28,8 +28,9 @@ class UnknownRoleError(ValueError):
 
 def parse_role(text: str, products: list[str]) -> Role:
     """Parse `intake`, `dispatch`, `acks` or `product:<name>` (name from the products file)."""
-    if text in SIMPLE_ROLES:
-        return Role(kind=text)  # type: ignore[arg-type]
+    for kind in SIMPLE_ROLES:
+        if text == kind:
+            return Role(kind=kind)
     if text.startswith("product:"):
         name = text.removeprefix("product:")
         if name in products:

@@ -16,8 +16,9 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import structlog
@@ -45,7 +46,7 @@ log = structlog.get_logger(__name__)
 RECONNECT_POLICY = RetryPolicy(max_attempts=1_000_000, base_ms=250, cap_ms=10_000)
 HEARTBEAT_SECONDS = 5.0
 
-ExtraService = Callable[[asyncio.Event], Awaitable[None]]
+ExtraService = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Literal
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange
+from pamqp.common import FieldTable
 
 ERROR_HEADER = "x-deletion-error"
 ATTEMPT_HEADER = "x-deletion-attempt"
@@ -49,10 +50,10 @@ class QuorumQueueArguments:
     delivery_limit: int | None = None
     overflow: Literal["drop-head", "reject-publish"] | None = None
     dead_letter_strategy: Literal["at-most-once", "at-least-once"] | None = None
-    extra: dict[str, str | int] = field(default_factory=dict)
+    extra: FieldTable = field(default_factory=dict)
 
-    def to_arguments(self) -> dict[str, str | int]:
-        arguments: dict[str, str | int] = {"x-queue-type": "quorum"}
+    def to_arguments(self) -> FieldTable:
+        arguments: FieldTable = {"x-queue-type": "quorum"}
         if self.dead_letter_routing_key is not None:
             arguments["x-dead-letter-exchange"] = ""
             arguments["x-dead-letter-routing-key"] = self.dead_letter_routing_key
@@ -120,14 +121,10 @@ def retry_queue_arguments(names: QueueNames) -> QuorumQueueArguments:
 
 async def declare(channel: AbstractChannel, topology: Topology, delivery_limit: int) -> AbstractExchange:
     """Declare every exchange, queue and binding (idempotent); returns the products exchange."""
-    exchange = await channel.declare_exchange(
-        topology.products_exchange, aio_pika.ExchangeType.DIRECT, durable=True
-    )
+    exchange = await channel.declare_exchange(topology.products_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
     for names in topology.consumer_queues():
         await channel.declare_queue(names.dead, durable=True, arguments=QuorumQueueArguments().to_arguments())
-        await channel.declare_queue(
-            names.retry, durable=True, arguments=retry_queue_arguments(names).to_arguments()
-        )
+        await channel.declare_queue(names.retry, durable=True, arguments=retry_queue_arguments(names).to_arguments())
         await channel.declare_queue(
             names.main, durable=True, arguments=main_queue_arguments(names, delivery_limit).to_arguments()
         )

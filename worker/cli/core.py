@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 
 import click
@@ -160,7 +159,7 @@ def publish(
     )
     try:
         common.run(producer.publish_requests(loaded.amqp_url, [request], prefix=loaded.topology_prefix))
-    except (OSError, ConnectionError, asyncio.TimeoutError) as error:
+    except (TimeoutError, OSError, ConnectionError) as error:
         raise common.CliError(f"cannot reach RabbitMQ: {type(error).__name__}", ExitCode.UNAVAILABLE) from None
     common.echo_json({"requestId": request.request_id})
 

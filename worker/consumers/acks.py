@@ -49,7 +49,13 @@ class AcksConsumer(BatchConsumer):
             task_id = uuid.UUID(parsed.task_id)
             # `cancelled` results need no write: cancelling already settled those chunks.
             results.extend(
-                ChunkResult(task_id, r.job_id, parsed.product, r.status, (r.error or "failed")[:500] if r.status == "failed" else None)
+                ChunkResult(
+                    task_id,
+                    r.job_id,
+                    parsed.product,
+                    r.status,
+                    (r.error or "failed")[:500] if r.status == "failed" else None,
+                )
                 for r in parsed.results
                 if r.status != "cancelled"
             )

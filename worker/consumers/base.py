@@ -167,11 +167,9 @@ class BatchConsumer(ABC):
             try:
                 dispositions = await self.handle(batch)
                 break
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - classified below: transient, or isolate the culprit
                 if not is_transient(error):
-                    log.warning(
-                        "batch_failed_isolating", queue=self.names.main, size=len(batch), error=describe(error)
-                    )
+                    log.warning("batch_failed_isolating", queue=self.names.main, size=len(batch), error=describe(error))
                     dispositions = await self._handle_one_by_one(batch)
                     break
                 failures += 1
@@ -260,4 +258,3 @@ class BatchConsumer(ABC):
     @property
     def busy(self) -> bool:
         return self._busy
-

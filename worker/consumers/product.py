@@ -94,6 +94,10 @@ class ProductConsumer(BatchConsumer):
                 outcome = "failed"
                 results = failed_items(task, error)
                 log.warning("task_failed", product=self.product, task_id=task.task_id, reason=describe(error))
+            except Exception as error:
+                outcome = "error"
+                log.exception("handler_raised", product=self.product, task_id=task.task_id, error=describe(error))
+                return Retry(f"handler raised {describe(error)}")
             finally:
                 duration = time.perf_counter() - started
                 metrics.HANDLER_DURATION.labels(self.product, outcome).observe(duration)

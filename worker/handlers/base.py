@@ -37,7 +37,7 @@ class Handler(ABC):
     @abstractmethod
     async def run(self, task: ProductTask) -> dict[int, ItemResult]: ...
 
-    async def close(self) -> None:  # noqa: B027 - most handlers hold nothing to close
+    async def close(self) -> None:
         return None
 
 

@@ -92,8 +92,7 @@ async def claim_due_jobs(connection: asyncpg.Connection, limit: int) -> list[Due
 
 async def load_identities(connection: asyncpg.Connection, job_ids: list[int]) -> dict[int, list[tuple[str, str]]]:
     rows = await connection.fetch(
-        "SELECT job_id, namespace, value FROM job_identities"
-        " WHERE job_id = ANY($1::bigint[]) ORDER BY job_id, seq",
+        "SELECT job_id, namespace, value FROM job_identities WHERE job_id = ANY($1::bigint[]) ORDER BY job_id, seq",
         job_ids,
     )
     identities: dict[int, list[tuple[str, str]]] = {job_id: [] for job_id in job_ids}

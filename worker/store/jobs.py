@@ -119,9 +119,7 @@ async def cancel_job(connection: asyncpg.Connection, job_id: int, project_id: in
     JobNotFoundError or CancelRefusedError.
     """
     async with connection.transaction():
-        row = await connection.fetchrow(
-            "SELECT status, project_id FROM jobs WHERE id = $1 FOR UPDATE", job_id
-        )
+        row = await connection.fetchrow("SELECT status, project_id FROM jobs WHERE id = $1 FOR UPDATE", job_id)
         if row is None or (project_id is not None and row["project_id"] != project_id):
             raise JobNotFoundError(job_id)
         if row["status"] not in ACTIVE_JOB_STATUSES:
@@ -136,8 +134,7 @@ async def cancel_job(connection: asyncpg.Connection, job_id: int, project_id: in
             job_id,
         )
         await connection.execute(
-            "UPDATE task_chunks SET status = 'cancelled', acked_at = now()"
-            " WHERE job_id = $1 AND status = 'waiting'",
+            "UPDATE task_chunks SET status = 'cancelled', acked_at = now() WHERE job_id = $1 AND status = 'waiting'",
             job_id,
         )
 

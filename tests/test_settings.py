@@ -1,0 +1,65 @@
+"""Settings come from DELETION_* variables; a wrong one is one clear line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from worker.products import ProductsFileError, load_products
+from worker.settings import Settings, SettingsError, get_settings
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DELETION_DATABASE_URL", "DELETION_AMQP_URL", "DELETION_PRODUCTS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.database_url == "postgresql://postgres@127.0.0.1:5432/postgres"
+    assert settings.amqp_url == "amqp://guest:guest@127.0.0.1:5672/"
+    assert settings.products_file.name == "products.demo.toml"
+
+
+def test_wrong_setting_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DELETION_PREFETCH", "lots")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SettingsError, match=r"^invalid setting: DELETION_PREFETCH: "):
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+
+
+def test_cli_reports_a_bad_setting_without_a_traceback(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "from worker.cli import main; main()", "migrate"],
+        env={"DELETION_AMQP_URL": "http://nope", "PATH": "/usr/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 78
+    assert result.stderr.strip().splitlines() == [
+        "deletion-worker: invalid setting: DELETION_AMQP_URL: Value error, must start with amqp:// or amqps://"
+    ]
+
+
+def test_products_file_errors_are_clear(tmp_path: Path) -> None:
+    path = tmp_path / "products.toml"
+    with pytest.raises(ProductsFileError, match="does not exist"):
+        load_products(path)
+    path.write_text("[products.x]\nhandler = 'ftp'\n")
+    with pytest.raises(ProductsFileError, match=r"products\.x"):
+        load_products(path)
+    path.write_text("[products.x\n")
+    with pytest.raises(ProductsFileError, match="not valid TOML"):
+        load_products(path)
+    path.write_text(
+        '[products.sessions]\nhandler = "postgres"\nstatements = ["DELETE FROM t WHERE u = ANY($1)"]\n'
+        '[products.crm]\nhandler = "external"\n'
+    )
+    products = load_products(path)
+    assert products.names == ["sessions", "crm"]
+    assert products.built_in() == ["sessions"]

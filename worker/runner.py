@@ -34,6 +34,7 @@ from worker.dispatcher import Dispatcher
 from worker.errors import describe
 from worker.handlers.base import Handler
 from worker.handlers.registry import build_handler
+from worker.maintenance import Maintenance
 from worker.products import ProductsFile
 from worker.retry import RetryPolicy
 from worker.roles import Role
@@ -172,6 +173,7 @@ class WorkerProcess:
                 if role.kind == "dispatch":
                     session.dispatcher = self._dispatcher(pool, publisher)
                     tasks.append(asyncio.create_task(session.dispatcher.run(session_stop)))
+                    tasks.append(asyncio.create_task(Maintenance(pool, self.settings).run(session_stop)))
                     continue
                 consumer = self._consumer(role, pool, publisher)
                 channel = await connection.channel()

@@ -9,7 +9,9 @@ from typing import Any, TypeVar
 
 import asyncpg
 import click
+from aio_pika.abc import AbstractConnection
 
+from worker import broker
 from worker.exitcodes import ExitCode
 from worker.logs import configure_logging
 from worker.products import ProductsFile, load_products
@@ -45,6 +47,13 @@ async def connect_database(loaded: Settings) -> asyncpg.Connection:
         return await asyncpg.connect(loaded.database_url, timeout=10)
     except (OSError, asyncpg.PostgresError) as error:
         raise CliError(f"cannot reach Postgres: {type(error).__name__}: {error}", ExitCode.UNAVAILABLE) from None
+
+
+async def connect_broker(loaded: Settings) -> AbstractConnection:
+    try:
+        return await broker.connect(loaded.amqp_url)
+    except (TimeoutError, OSError, ConnectionError) as error:
+        raise CliError(f"cannot reach RabbitMQ: {type(error).__name__}", ExitCode.UNAVAILABLE) from None
 
 
 def echo_json(value: object) -> None:

@@ -40,19 +40,18 @@ CREATE TABLE jobs (
                      CHECK (status IN ('scheduled', 'running', 'completed', 'failed', 'cancelled')),
     errors           jsonb,
     identity_count   integer NOT NULL,
-    -- Products that reached a terminal status; the job ends when they add up to products_total.
-    products_total   integer NOT NULL,
-    products_success integer NOT NULL DEFAULT 0,
-    products_failed  integer NOT NULL DEFAULT 0,
+    -- Identities per chunk, fixed when the job is created so that the chunk count each
+    -- product expects (product_status.chunks_total) can be written at once.
+    chunk_size       integer NOT NULL CHECK (chunk_size > 0),
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz,
     start_at         timestamptz,
     dispatched_at    timestamptz,
     finished_at      timestamptz,
     identities_hashed_at timestamptz
-);
+) WITH (fillfactor = 80);  -- room on each page keeps status updates HOT (no index churn)
 CREATE INDEX jobs_project_newest_idx ON jobs (project_id, id DESC);
-CREATE INDEX jobs_due_idx ON jobs (start_at, id) WHERE status = 'scheduled';
+CREATE INDEX jobs_due_idx ON jobs (start_at NULLS FIRST, id) WHERE status = 'scheduled';
 CREATE INDEX jobs_retention_idx ON jobs (finished_at)
     WHERE finished_at IS NOT NULL AND identities_hashed_at IS NULL;
 
@@ -73,13 +72,13 @@ CREATE TABLE product_status (
     product         text NOT NULL,
     status          text NOT NULL DEFAULT 'waiting'
                     CHECK (status IN ('waiting', 'running', 'success', 'failed', 'cancelled')),
-    chunks_total    integer,                        -- known once dispatched
+    chunks_total    integer NOT NULL,
     chunks_success  integer NOT NULL DEFAULT 0,
     chunks_failed   integer NOT NULL DEFAULT 0,
     error           text,
     created_at      timestamptz NOT NULL DEFAULT now(),   -- when the latest status was set
     PRIMARY KEY (job_id, product)
-);
+) WITH (fillfactor = 80);
 
 -- One row per (job, product, chunk): the unit a product task carries and an
 -- acknowledgement settles. Acks are applied only to a chunk still 'waiting', so a
@@ -97,5 +96,5 @@ CREATE TABLE task_chunks (
     created_at  timestamptz NOT NULL DEFAULT now(),
     acked_at    timestamptz,
     PRIMARY KEY (job_id, product, chunk_no)
-);
+) WITH (fillfactor = 80);
 CREATE UNIQUE INDEX task_chunks_task_idx ON task_chunks (task_id, job_id);

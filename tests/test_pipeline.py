@@ -228,9 +228,7 @@ async def test_redelivery_of_every_message_type_changes_nothing(
         " WHERE job_id = $1 ORDER BY product",
         job_id,
     )
-    job_before = await pool.fetchrow(
-        "SELECT status, products_success, products_failed, errors FROM jobs WHERE id = $1", job_id
-    )
+    job_before = await pool.fetchrow("SELECT status, errors, finished_at, updated_at FROM jobs WHERE id = $1", job_id)
     chunk = await pool.fetchrow(
         "SELECT task_id, product FROM task_chunks WHERE job_id = $1 AND product = 'events'", job_id
     )
@@ -270,9 +268,7 @@ async def test_redelivery_of_every_message_type_changes_nothing(
         " WHERE job_id = $1 ORDER BY product",
         job_id,
     )
-    job_after = await pool.fetchrow(
-        "SELECT status, products_success, products_failed, errors FROM jobs WHERE id = $1", job_id
-    )
+    job_after = await pool.fetchrow("SELECT status, errors, finished_at, updated_at FROM jobs WHERE id = $1", job_id)
     assert [dict(r) for r in after] == [dict(r) for r in before]
     assert dict(job_after or {}) == dict(job_before or {})
     assert await pool.fetchval("SELECT count(*) FROM task_chunks WHERE job_id = $1", job_id) == 3

@@ -263,6 +263,7 @@ class WorkerProcess:
                 prefix=self.topology.prefix,
                 max_bytes=self.settings.max_message_bytes,
                 max_identities=self.settings.max_identities,
+                chunk_size=self.settings.chunk_size,
             )
         if role.kind == "acks":
             return AcksConsumer(self.topology.acks, publisher, options, pool=pool)

@@ -8,12 +8,11 @@ from collections.abc import Sequence
 
 import asyncpg
 import structlog
-from aio_pika.abc import AbstractIncomingMessage
 
 from schemas import ProductAck
 from worker import metrics
 from worker.broker import Publisher
-from worker.consumers.base import DONE, BatchConsumer, ConsumerOptions, DeadLetter, Disposition, parse_body
+from worker.consumers.base import DONE, BatchConsumer, ConsumerOptions, DeadLetter, Delivery, Disposition, parse_body
 from worker.store.acks import ChunkResult, apply_acks
 from worker.topology import QueueNames
 
@@ -38,7 +37,7 @@ class AcksConsumer(BatchConsumer):
         super().__init__(names, publisher, options)
         self.pool = pool
 
-    async def handle(self, batch: Sequence[AbstractIncomingMessage]) -> list[Disposition]:
+    async def handle(self, batch: Sequence[Delivery]) -> list[Disposition]:
         dispositions: list[Disposition] = [DONE] * len(batch)
         results: list[ChunkResult] = []
         for index, message in enumerate(batch):

@@ -7,12 +7,11 @@ from datetime import UTC, datetime
 
 import asyncpg
 import structlog
-from aio_pika.abc import AbstractIncomingMessage
 
 from schemas import DeletionRequest
 from worker import metrics
 from worker.broker import Publisher
-from worker.consumers.base import DONE, BatchConsumer, ConsumerOptions, DeadLetter, Disposition, parse_body
+from worker.consumers.base import DONE, BatchConsumer, ConsumerOptions, DeadLetter, Delivery, Disposition, parse_body
 from worker.store.jobs import NewJob, create_jobs, due_channel
 from worker.store.projects import project_ids_by_key
 from worker.topology import QueueNames
@@ -58,8 +57,10 @@ class IntakeConsumer(BatchConsumer):
         prefix: str,
         max_bytes: int,
         max_identities: int,
+        chunk_size: int,
     ) -> None:
         super().__init__(names, publisher, options)
+        self.chunk_size = chunk_size
         self.pool = pool
         self.products = products
         self.notify_channel = due_channel(prefix)
@@ -68,7 +69,7 @@ class IntakeConsumer(BatchConsumer):
         # Project ids never change once created, so a key found once stays valid.
         self._project_ids: dict[str, int] = {}
 
-    async def handle(self, batch: Sequence[AbstractIncomingMessage]) -> list[Disposition]:
+    async def handle(self, batch: Sequence[Delivery]) -> list[Disposition]:
         dispositions: list[Disposition] = [DONE] * len(batch)
         parsed: dict[int, DeletionRequest] = {}
         for index, message in enumerate(batch):
@@ -91,7 +92,9 @@ class IntakeConsumer(BatchConsumer):
                     dispositions[index] = DeadLetter("unknown project: no project has this projectKey")
                 elif request.request_id not in jobs:  # a duplicate within the batch is one job
                     jobs[request.request_id] = to_new_job(request, project_id)
-            created = await create_jobs(connection, list(jobs.values()), self.products, self.notify_channel)
+            created = await create_jobs(
+                connection, list(jobs.values()), self.products, self.notify_channel, self.chunk_size
+            )
 
         if created:
             metrics.JOB_TRANSITIONS.labels("scheduled").inc(len(created))

@@ -3,8 +3,9 @@
 A whole batch of acknowledgements is applied with one statement. Each level counts
 only transitions it actually made (a chunk leaves `waiting` once, a product leaves
 `waiting`/`running` once, a job leaves `running` once), so a redelivered
-acknowledgement changes nothing. Locking the jobs first, in id order, serialises
-concurrent batches that touch the same job without deadlocks.
+acknowledgement changes nothing. A job ends when every one of its products has; that is
+checked only for jobs whose product just ended, under a per-job lock so that two
+batches finishing a job's last two products cannot both miss it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
+
+# The first key of the two-key advisory lock; the job id (mod 2^31-1) is the second.
+JOB_LOCK_NAMESPACE = 74_201
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,7 @@ class AckOutcome:
     failed: list[int]
 
 
-APPLY_ACKS = """
+SETTLE_CHUNKS = """
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[])
         AS t(task_id, job_id, product, status, error)
@@ -59,33 +63,32 @@ WITH input AS (
         created_at = now()
     FROM per_product pp
     WHERE ps.job_id = pp.job_id AND ps.product = pp.product AND ps.status IN ('waiting', 'running')
-    RETURNING ps.job_id, ps.product, ps.status, ps.error
-), per_job AS (
-    SELECT job_id,
-           count(*) FILTER (WHERE status = 'success') AS ok,
-           count(*) FILTER (WHERE status = 'failed') AS bad,
-           jsonb_agg(product || ': ' || coalesce(error, 'failed')) FILTER (WHERE status = 'failed') AS errs
-    FROM products_updated GROUP BY job_id
-), jobs_updated AS (
-    UPDATE jobs j SET
-        products_success = j.products_success + pj.ok,
-        products_failed = j.products_failed + pj.bad,
-        errors = CASE WHEN pj.errs IS NULL THEN j.errors ELSE coalesce(j.errors, '[]'::jsonb) || pj.errs END,
-        status = CASE
-            WHEN j.products_success + pj.ok + j.products_failed + pj.bad < j.products_total THEN j.status
-            WHEN j.products_failed + pj.bad > 0 THEN 'failed'
-            ELSE 'completed' END,
-        finished_at = CASE
-            WHEN j.products_success + pj.ok + j.products_failed + pj.bad < j.products_total THEN NULL
-            ELSE now() END,
-        updated_at = now()
-    FROM per_job pj
-    WHERE j.id = pj.job_id AND j.status = 'running'
-    RETURNING j.id, j.status
+    RETURNING ps.job_id, ps.status
 )
 SELECT (SELECT count(*) FROM settled) AS settled,
-       ARRAY(SELECT id FROM jobs_updated WHERE status = 'completed') AS completed,
-       ARRAY(SELECT id FROM jobs_updated WHERE status = 'failed') AS failed
+       ARRAY(SELECT DISTINCT job_id FROM products_updated WHERE status IN ('success', 'failed')) AS touched
+"""
+
+# Runs after SETTLE_CHUNKS in the same transaction, so it sees the product statuses just
+# written; the per-job advisory locks make sure a concurrent batch sees them too.
+FINISH_JOBS = """
+WITH outcome AS (
+    SELECT job_id,
+           bool_and(status IN ('success', 'failed', 'cancelled')) AS ended,
+           bool_or(status = 'failed') AS any_failed,
+           jsonb_agg(product || ': ' || coalesce(error, 'failed') ORDER BY product)
+               FILTER (WHERE status = 'failed') AS errors
+    FROM product_status WHERE job_id = ANY($1::bigint[])
+    GROUP BY job_id
+)
+UPDATE jobs j SET
+    status = CASE WHEN o.any_failed THEN 'failed' ELSE 'completed' END,
+    errors = o.errors,
+    finished_at = now(),
+    updated_at = now()
+FROM outcome o
+WHERE j.id = o.job_id AND o.ended AND j.status = 'running'
+RETURNING j.id, j.status
 """
 
 
@@ -94,24 +97,29 @@ async def apply_acks(connection: asyncpg.Connection, results: list[ChunkResult])
         return AckOutcome(0, 0, [], [])
     job_ids = sorted({result.job_id for result in results})
     async with connection.transaction():
+        # Serialise batches that touch the same job, in id order so they cannot deadlock.
+        # Advisory locks rather than row locks: they cost no write to the jobs table.
         await connection.execute(
-            "SELECT 1 FROM (SELECT id FROM jobs WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE) AS locked",
+            "SELECT count(pg_advisory_xact_lock($2::int, (id % 2147483647)::int))"
+            " FROM (SELECT unnest($1::bigint[]) AS id ORDER BY 1) AS ordered",
             job_ids,
+            JOB_LOCK_NAMESPACE,
         )
         row = await connection.fetchrow(
-            APPLY_ACKS,
+            SETTLE_CHUNKS,
             [r.task_id for r in results],
             [r.job_id for r in results],
             [r.product for r in results],
             [r.status for r in results],
             [r.error for r in results],
         )
-    assert row is not None
+        assert row is not None
+        finished = await connection.fetch(FINISH_JOBS, row["touched"]) if row["touched"] else []
     return AckOutcome(
         settled=row["settled"],
         stale=len(results) - row["settled"],
-        completed=list(row["completed"]),
-        failed=list(row["failed"]),
+        completed=[r["id"] for r in finished if r["status"] == "completed"],
+        failed=[r["id"] for r in finished if r["status"] == "failed"],
     )
 
 

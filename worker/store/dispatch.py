@@ -9,7 +9,6 @@ chunk and change nothing. So a job enters a product's status exactly once.
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -21,6 +20,7 @@ class DueJob:
     project_id: int
     dataset_id: str
     identity_count: int
+    chunk_size: int
 
 
 @dataclass(frozen=True)
@@ -50,21 +50,24 @@ class ProductTaskRecord:
     plan: TaskPlan
 
 
-def split_into_chunks(job: DueJob, chunk_size: int) -> list[Chunk]:
+def split_into_chunks(job: DueJob) -> list[Chunk]:
+    """The job's chunks, by the chunk size fixed when it was created."""
+    size = job.chunk_size
     return [
-        Chunk(job.job_id, chunk_no, start, min(start + chunk_size, job.identity_count))
-        for chunk_no, start in enumerate(range(0, job.identity_count, chunk_size))
+        Chunk(job.job_id, chunk_no, start, min(start + size, job.identity_count))
+        for chunk_no, start in enumerate(range(0, job.identity_count, size))
     ]
 
 
-def plan_tasks(jobs: list[DueJob], chunk_size: int, max_items: int) -> list[TaskPlan]:
-    """Pack chunks into tasks: at most `chunk_size` identities and `max_items` chunks each,
-    so that many small requests share one message and a large one spreads over several."""
+def plan_tasks(jobs: list[DueJob], max_identities: int, max_items: int) -> list[TaskPlan]:
+    """Pack chunks into tasks: at most `max_identities` identities (a larger chunk travels
+    alone) and `max_items` chunks each, so that many small requests share one message and
+    a large one spreads over several."""
     plans: list[TaskPlan] = []
     current = TaskPlan()
     for job in jobs:
-        for chunk in split_into_chunks(job, chunk_size):
-            full = current.identity_count + chunk.size > chunk_size or len(current.chunks) >= max_items
+        for chunk in split_into_chunks(job):
+            full = current.identity_count + chunk.size > max_identities or len(current.chunks) >= max_items
             if current.chunks and full:
                 plans.append(current)
                 current = TaskPlan()
@@ -79,7 +82,7 @@ async def claim_due_jobs(connection: asyncpg.Connection, limit: int) -> list[Due
     """Lock up to `limit` scheduled jobs that are due; other dispatchers skip them."""
     rows = await connection.fetch(
         """
-        SELECT id, project_id, dataset_id, identity_count FROM jobs
+        SELECT id, project_id, dataset_id, identity_count, chunk_size FROM jobs
         WHERE status = 'scheduled' AND (start_at IS NULL OR start_at <= now())
         ORDER BY start_at NULLS FIRST, id
         LIMIT $1
@@ -87,7 +90,10 @@ async def claim_due_jobs(connection: asyncpg.Connection, limit: int) -> list[Due
         """,
         limit,
     )
-    return [DueJob(row["id"], row["project_id"], row["dataset_id"], row["identity_count"]) for row in rows]
+    return [
+        DueJob(row["id"], row["project_id"], row["dataset_id"], row["identity_count"], row["chunk_size"])
+        for row in rows
+    ]
 
 
 async def load_identities(connection: asyncpg.Connection, job_ids: list[int]) -> dict[int, list[tuple[str, str]]]:
@@ -106,11 +112,9 @@ def product_tasks(plans: list[TaskPlan], products: list[str]) -> list[ProductTas
     return [ProductTaskRecord(uuid.uuid4(), product, plan) for product in products for plan in plans]
 
 
-async def record_dispatch(
-    connection: asyncpg.Connection, jobs: list[DueJob], plans: list[TaskPlan], tasks: list[ProductTaskRecord]
-) -> None:
-    """Write the chunks, set each product's chunk count, and mark the jobs running (or
-    completed at once when no product is configured)."""
+async def record_dispatch(connection: asyncpg.Connection, jobs: list[DueJob], tasks: list[ProductTaskRecord]) -> None:
+    """Write the chunks and mark the jobs running (or completed at once when no product
+    is configured). Each product already expects its chunk count (set at creation)."""
     await connection.copy_records_to_table(
         "task_chunks",
         records=[
@@ -120,22 +124,11 @@ async def record_dispatch(
         ],
         columns=["job_id", "product", "chunk_no", "task_id", "seq_from", "seq_to"],
     )
-    job_ids = [job.job_id for job in jobs]
-    chunk_counts = Counter(chunk.job_id for plan in plans for chunk in plan.chunks)
-    await connection.execute(
-        """
-        UPDATE product_status ps SET chunks_total = t.n
-        FROM unnest($1::bigint[], $2::int[]) AS t(job_id, n)
-        WHERE ps.job_id = t.job_id
-        """,
-        job_ids,
-        [chunk_counts[job_id] for job_id in job_ids],
-    )
     new_status = "running" if tasks else "completed"
     await connection.execute(
         "UPDATE jobs SET status = $2, dispatched_at = now(), updated_at = now(),"
         " finished_at = CASE WHEN $2 = 'completed' THEN now() END"
         " WHERE id = ANY($1::bigint[])",
-        job_ids,
+        [job.job_id for job in jobs],
         new_status,
     )

@@ -34,13 +34,24 @@ class NewJob:
     bundle_id: str = field(default_factory=lambda: f"BN-{uuid.uuid4()}")
 
 
+DEFAULT_CHUNK_SIZE = 10_000
+
+
+def chunk_count(identity_count: int, chunk_size: int) -> int:
+    return -(-identity_count // chunk_size)
+
+
 def due_channel(prefix: str) -> str:
     """The LISTEN/NOTIFY channel on which new due work wakes the dispatcher."""
     return f"{prefix}.due"
 
 
 async def create_jobs(
-    connection: asyncpg.Connection, jobs: list[NewJob], products: list[str], notify_channel: str | None
+    connection: asyncpg.Connection,
+    jobs: list[NewJob],
+    products: list[str],
+    notify_channel: str | None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> dict[str, int]:
     """Insert the jobs that do not exist yet; returns {request_id: job_id} of those created.
 
@@ -53,7 +64,7 @@ async def create_jobs(
             """
             INSERT INTO jobs (request_id, project_id, workorder_id, bundle_id, action, dataset_id,
                               reference_id, description, display_name, created_by, identity_count,
-                              products_total, start_at)
+                              chunk_size, start_at)
             SELECT r, p, w, b, a, d, ref, descr, dn, cb, n, $12, s
             FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
                         $7::text[], $8::text[], $9::text[], $10::text[], $11::int[], $13::timestamptz[])
@@ -72,7 +83,7 @@ async def create_jobs(
             [j.display_name for j in jobs],
             [j.created_by for j in jobs],
             [len(j.identities) for j in jobs],
-            len(products),
+            chunk_size,
             [j.start_at for j in jobs],
         )
         created = {row["request_id"]: row["id"] for row in rows}
@@ -88,10 +99,12 @@ async def create_jobs(
             "job_identities", records=identity_rows, columns=["job_id", "seq", "namespace", "value"]
         )
         if products:
+            by_request = {job.request_id: job for job in jobs}
             await connection.execute(
-                "INSERT INTO product_status (job_id, product)"
-                " SELECT j, p FROM unnest($1::bigint[]) AS j CROSS JOIN unnest($2::text[]) AS p",
+                "INSERT INTO product_status (job_id, product, chunks_total)"
+                " SELECT j, p, n FROM unnest($1::bigint[], $2::int[]) AS t(j, n) CROSS JOIN unnest($3::text[]) AS p",
                 list(created.values()),
+                [chunk_count(len(by_request[r].identities), chunk_size) for r in created],
                 products,
             )
         if notify_channel is not None:

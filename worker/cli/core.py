@@ -10,7 +10,7 @@ from prometheus_client import start_http_server
 
 from worker import producer
 from worker.cli import common
-from worker.demo import ensure_demo_project, ensure_demo_schema, seed_demo_rows
+from worker.demo import DEMO_USERS, ensure_demo_project, ensure_demo_schema, seed_demo_rows
 from worker.exitcodes import ExitCode
 from worker.migrate import MigrationError, apply_migrations
 from worker.roles import UnknownRoleError, all_roles, parse_role
@@ -88,7 +88,9 @@ def up(no_api: bool) -> None:
         log.info(
             "demo_ready",
             project_key=demo_key,
-            try_it=f"deletion-worker publish --project {demo_key} --identity userId:alice@example.com",
+            demo_users=len(DEMO_USERS),
+            # No identity value here: logs never carry one, not even a demo user's.
+            try_it=f"deletion-worker publish --project {demo_key} --identity userId:<a user_id of demo.profiles>",
         )
         extra: list[ExtraService] = []
         if not no_api:

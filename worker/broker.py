@@ -11,14 +11,18 @@ import asyncio
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, HeadersType
+import aiormq.abc
+from aio_pika.abc import AbstractChannel, AbstractConnection
+from pamqp import commands as spec
 
 from worker import metrics
 
 JSON = "application/json"
+PERSISTENT = 2  # AMQP delivery mode: written to disk by the broker
 
 
 async def connect(url: str, timeout: float = 10.0) -> AbstractConnection:
@@ -38,50 +42,61 @@ class Outgoing:
     queue_label: str | None = None  # for metrics; defaults to the routing key
 
 
-class Publisher:
-    """Publishes persistent messages on a confirm channel, many confirms outstanding at once."""
+class PublishRefusedError(Exception):
+    """The broker nacked a message: it did not take responsibility for it."""
 
-    def __init__(self, channel: AbstractChannel) -> None:
+
+class Publisher:
+    """Publishes persistent messages on a confirm channel, many confirms outstanding at once.
+
+    Publishing goes through the channel's aiormq layer (aio-pika's transport): building an
+    aio-pika Message per publish cost a fifth of the publishing throughput.
+    """
+
+    def __init__(self, channel: AbstractChannel, underlay: aiormq.abc.AbstractChannel) -> None:
         self._channel = channel
-        self._exchanges: dict[str, AbstractExchange] = {"": channel.default_exchange}
+        self._underlay = underlay
 
     @classmethod
     async def open(cls, connection: AbstractConnection) -> Publisher:
         # on_return_raises: an unroutable message (no such queue) is an error, not a silent drop.
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        return cls(channel)
-
-    async def _exchange(self, name: str) -> AbstractExchange:
-        if name not in self._exchanges:
-            self._exchanges[name] = await self._channel.get_exchange(name, ensure=False)
-        return self._exchanges[name]
+        return cls(channel, await channel.get_underlay_channel())
 
     async def publish(self, messages: Sequence[Outgoing]) -> None:
         """Publish all and wait until the broker confirmed every one; raises if any was refused
         (nacked, or returned as unroutable)."""
         if not messages:
             return
-        sends = []
-        for item in messages:
-            exchange = await self._exchange(item.exchange)
-            headers: HeadersType = dict(item.headers)
-            message = aio_pika.Message(
+        sends = [
+            self._underlay.basic_publish(
                 item.body,
-                content_type=JSON,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                headers=headers,
-                # The client matches a returned message to its publish by message id.
-                message_id=item.message_id or str(uuid.uuid4()),
-                expiration=item.expiration_ms / 1000 if item.expiration_ms is not None else None,
+                exchange=item.exchange,
+                routing_key=item.routing_key,
+                properties=spec.Basic.Properties(
+                    content_type=JSON,
+                    delivery_mode=PERSISTENT,
+                    headers=dict(item.headers) or None,
+                    # The client matches a returned message to its publish by message id.
+                    message_id=item.message_id or str(uuid.uuid4()),
+                    expiration=str(item.expiration_ms) if item.expiration_ms is not None else None,
+                    timestamp=datetime.now(tz=UTC),
+                ),
+                mandatory=True,
             )
-            sends.append(exchange.publish(message, routing_key=item.routing_key, mandatory=True))
+            for item in messages
+        ]
         results = await asyncio.gather(*sends, return_exceptions=True)
-        failures = [result for result in results if isinstance(result, BaseException)]
+        failure: BaseException | None = None
         for item, result in zip(messages, results, strict=True):
-            if not isinstance(result, BaseException):
+            if isinstance(result, BaseException):
+                failure = failure or result
+            elif isinstance(result, spec.Basic.Nack):
+                failure = failure or PublishRefusedError(f"broker refused a message for {item.routing_key}")
+            else:
                 metrics.MESSAGES_PUBLISHED.labels(item.queue_label or item.routing_key).inc()
-        if failures:
-            raise failures[0]
+        if failure is not None:
+            raise failure
 
     async def close(self) -> None:
         if not self._channel.is_closed:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import asyncpg
 import orjson
@@ -86,6 +87,7 @@ class Dispatcher:
     async def dispatch_once(self) -> int:
         """One round: returns how many jobs it dispatched."""
         products = list(self.topology.products)
+        started = time.perf_counter()
         async with self.pool.acquire() as connection, connection.transaction():
             jobs = await claim_due_jobs(connection, self.batch)
             if not jobs:
@@ -112,6 +114,7 @@ class Dispatcher:
         metrics.JOB_TRANSITIONS.labels(status).inc(len(jobs))
         log.info(
             "jobs_dispatched",
+            seconds=round(time.perf_counter() - started, 4),
             count=len(jobs),
             tasks=len(tasks),
             identity_count=sum(job.identity_count for job in jobs),

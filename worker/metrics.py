@@ -20,6 +20,12 @@ BATCH_SIZE = Histogram(
     ["queue"],
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
 )
+BATCH_DURATION = Histogram(
+    "deletion_batch_duration_seconds",
+    "Time to handle and settle one batch of deliveries.",
+    ["queue"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 HANDLER_DURATION = Histogram(
     "deletion_handler_duration_seconds",
     "Time a product handler took for one task.",

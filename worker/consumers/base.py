@@ -180,6 +180,7 @@ class BatchConsumer(ABC):
 
     async def _process(self, batch: list[Delivery], stopping: asyncio.Event) -> None:
         metrics.BATCH_SIZE.labels(self.names.main).observe(len(batch))
+        started = time.perf_counter()
         failures = 0
         while True:
             try:
@@ -203,6 +204,9 @@ class BatchConsumer(ABC):
                     return  # leave the batch unacked; the broker gives it to another worker
                 await asyncio.sleep(delay)
         await self._settle(batch, dispositions)
+        elapsed = time.perf_counter() - started
+        metrics.BATCH_DURATION.labels(self.names.main).observe(elapsed)
+        log.debug("batch_handled", queue=self.names.main, size=len(batch), seconds=round(elapsed, 4))
 
     async def _handle_one_by_one(self, batch: list[Delivery]) -> list[Disposition]:
         dispositions: list[Disposition] = []

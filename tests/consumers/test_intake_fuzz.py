@@ -22,7 +22,8 @@ def garbage(rng: random.Random, key: str) -> list[bytes]:
     """A seeded mix of every kind of bad request body."""
     good_identity = {"namespace": {"code": "userId"}, "id": "x"}
     bodies: list[bytes] = [rng.randbytes(rng.randint(0, 200)) for _ in range(20)]
-    bodies += [json.dumps(value).encode() for value in (None, 1, "text", [], {}, [good_identity])]
+    odd_values: list[object] = [None, 1, "text", [], {}, [good_identity]]
+    bodies += [json.dumps(value).encode() for value in odd_values]
     bodies += [
         b'{"requestId": "r", "projectKey": ',  # truncated JSON
         json.dumps({"requestId": 7, "projectKey": key, "identities": [good_identity]}).encode(),

@@ -297,7 +297,7 @@ async def test_cancel_before_dispatch(
 async def test_cancel_during_dispatch(
     pool: asyncpg.Pool, make_settings: MakeSettings, make_project: MakeProject, run_worker: RunWorker
 ) -> None:
-    async with serve_endpoint(ProductEndpoint(statuses=[200], delay=1.5)) as endpoint:
+    async with serve_endpoint(ProductEndpoint(statuses=[200], delay=2.0)) as endpoint:
         settings = make_settings(http_products(endpoint.url))
         await run_worker(settings)
         project_id, key = await make_project()
@@ -307,6 +307,8 @@ async def test_cancel_during_dispatch(
         await wait_for_jobs(pool, [job_id], statuses=["running"])
         while not endpoint.calls:  # the slow product has the task in hand
             await asyncio.sleep(0.02)
+        await asyncio.sleep(1.2)  # a task that takes a while shows its product `running`
+        assert (await product_statuses(pool, job_id))["remote"] == "running"
         async with pool.acquire() as connection:
             await cancel_job(connection, job_id, project_id)
         await asyncio.sleep(2.5)  # the product answers success after the cancel

@@ -26,10 +26,12 @@ from worker.consumers.base import (
 )
 from worker.errors import PermanentError, TransientError, describe
 from worker.handlers.base import Handler, ItemResult, failed_items
-from worker.store.acks import start_product_work
+from worker.store.acks import cancelled_jobs, mark_running
 from worker.topology import QueueNames
 
 log = structlog.get_logger(__name__)
+
+RUNNING_MARK_AFTER_SECONDS = 1.0
 
 
 class ProductConsumer(BatchConsumer):
@@ -71,7 +73,7 @@ class ProductConsumer(BatchConsumer):
 
         job_ids = sorted({item.job_id for task in tasks.values() for item in task.items})
         async with self.pool.acquire() as connection:
-            cancelled = await start_product_work(connection, self.product, job_ids)
+            cancelled = await cancelled_jobs(connection, job_ids)
 
         outcomes = await asyncio.gather(*(self._run(task, cancelled) for task in tasks.values()))
         acks: list[Outgoing] = []
@@ -83,6 +85,20 @@ class ProductConsumer(BatchConsumer):
         await self.publisher.publish(acks)
         return dispositions
 
+    async def _run_handler(self, task: ProductTask) -> dict[int, ItemResult]:
+        """Run the handler within its time limit. Products are marked `running` only when a
+        task takes a while: for the many quick ones, that write would be overwritten by the
+        acknowledgement a moment later."""
+        running = asyncio.ensure_future(asyncio.wait_for(self.handler.run(task), self.timeout))
+        done, _ = await asyncio.wait({running}, timeout=RUNNING_MARK_AFTER_SECONDS)
+        if not done:
+            try:
+                async with self.pool.acquire() as connection:
+                    await mark_running(connection, self.product, [item.job_id for item in task.items])
+            except Exception as error:  # noqa: BLE001 - a missed `running` mark is cosmetic
+                log.warning("running_mark_failed", product=self.product, error=describe(error))
+        return await running
+
     async def _run(self, task: ProductTask, cancelled: set[int]) -> Outgoing | Retry:
         live = [item for item in task.items if item.job_id not in cancelled]
         results: dict[int, ItemResult] = {}
@@ -91,9 +107,7 @@ class ProductConsumer(BatchConsumer):
             outcome = "success"
             try:
                 async with self._limit:
-                    results = await asyncio.wait_for(
-                        self.handler.run(task.model_copy(update={"items": live})), self.timeout
-                    )
+                    results = await self._run_handler(task.model_copy(update={"items": live}))
             except (TransientError, TimeoutError) as error:
                 outcome = "transient"
                 reason = describe(error) if isinstance(error, TransientError) else "handler time limit exceeded"

@@ -1,0 +1,96 @@
+"""Bodies of the HTTP API: the Jobs API (seeds 000-002) and the work-order API (seed 003).
+
+Field names and shapes follow the seeds' JSON examples exactly; these models are what
+/openapi.json publishes.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.messages import MAX_IDENTITIES, Identity, ShortText, Text
+
+JobStatus = Literal["scheduled", "running", "completed", "failed", "cancelled"]
+WorkOrderStatus = Literal["received", "processing", "completed", "failed", "cancelled"]
+ProductStatus = Literal["waiting", "running", "success", "failed", "cancelled"]
+
+
+class Job(BaseModel):
+    """A user-data deletion job; times are epoch milliseconds."""
+
+    jobId: int
+    description: str
+    status: JobStatus
+    projectId: int
+    action: str
+    referenceId: str | None
+    createdAt: int
+    updatedAt: int | None
+    startAt: int | None
+    errors: list[str] | None
+
+
+class JobEnvelope(BaseModel):
+    data: Job
+
+
+class JobListEnvelope(BaseModel):
+    data: list[Job]
+
+
+class WorkOrderCreate(BaseModel):
+    """POST /workorder: a record-delete request for up to 100,000 identities."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["delete_identity"]
+    datasetId: ShortText = "ALL"
+    displayName: Text = ""
+    description: Text = ""
+    identities: list[Identity] = Field(min_length=1, max_length=MAX_IDENTITIES)
+
+
+class WorkOrderUpdate(BaseModel):
+    """PUT /workorder/{id}: only these two fields can change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    displayName: Text | None = None
+    description: Text | None = None
+
+
+class ProductStatusDetail(BaseModel):
+    productName: str
+    productStatus: ProductStatus
+    createdAt: str
+
+
+class WorkOrder(BaseModel):
+    """A work order; times are ISO-8601 UTC strings."""
+
+    workorderId: str
+    orgId: str
+    bundleId: str
+    action: Literal["identity-delete"]
+    createdAt: str
+    updatedAt: str
+    operationCount: int
+    status: WorkOrderStatus
+    createdBy: str | None
+    datasetId: str
+    displayName: str
+    description: str
+    productStatusDetails: list[ProductStatusDetail] | None = None
+
+
+class WorkOrderList(BaseModel):
+    results: list[WorkOrder]
+    page: int
+    limit: int
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="A short machine-readable code.")
+    message: str = Field(description="What went wrong and what to do about it.")

@@ -1,0 +1,82 @@
+"""Every error the API answers is JSON: {"error": "<code>", "message": "<what to do>"}."""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from worker.errors import describe
+
+log = structlog.get_logger(__name__)
+
+STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    501: "not_implemented",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code or STATUS_CODES.get(status, "error")
+        self.message = message
+
+
+def error_response(status: int, message: str, code: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": code or STATUS_CODES.get(status, "error"), "message": message}, status_code=status)
+
+
+def not_found(what: str) -> ApiError:
+    # The same answer for "absent" and "belongs to another organization": no hint either way.
+    return ApiError(404, f"{what} not found")
+
+
+async def _api_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ApiError)
+    return error_response(error.status, error.message, error.code)
+
+
+async def _validation_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    problems = error.errors()
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if request.method in {"POST", "PUT"} and content_type != "application/json":
+        return error_response(415, "send the body as JSON with Content-Type: application/json")
+    if any(item.get("type") == "json_invalid" for item in problems):
+        return error_response(400, "the body is not valid JSON")
+    parts = []
+    for item in problems[:5]:
+        location = ".".join(str(part) for part in item.get("loc", ()) if part != "body") or "body"
+        message = "cannot be set here" if item.get("type") == "extra_forbidden" else item.get("msg", "invalid")
+        parts.append(f"{location}: {message}")
+    if len(problems) > 5:
+        parts.append(f"and {len(problems) - 5} more")
+    # Never the input itself: it may be personal data.
+    return error_response(400, "; ".join(parts) or "invalid request")
+
+
+async def _http_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)
+    message = {404: "no such route", 405: "method not allowed on this route"}.get(error.status_code, str(error.detail))
+    return error_response(error.status_code, message)
+
+
+async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
+    log.error("api_unexpected_error", error=describe(error))
+    return error_response(500, "internal error; the request was not carried out, try again", "internal")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,42 @@
+"""`limit` and `page` as the seeds define them: out-of-range or non-numeric values fall
+back to the defaults instead of failing the request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Query
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class Paging:
+    limit: int
+    page: int
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.limit
+
+
+def _as_int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def paging(
+    limit: Annotated[str | None, Query(description="Page size 1-200 (default 50); anything else means 50.")] = None,
+    page: Annotated[str | None, Query(description="Page number from 1 (default 1); below 1 means 1.")] = None,
+) -> Paging:
+    size = _as_int(limit)
+    number = _as_int(page)
+    return Paging(
+        limit=size if size is not None and 1 <= size <= MAX_LIMIT else DEFAULT_LIMIT,
+        # Pages far beyond any data are still valid (and empty); cap only to keep OFFSET sane.
+        page=min(number, 10_000_000) if number is not None and number >= 1 else 1,
+    )

@@ -1,0 +1,75 @@
+"""Read queries of the HTTP API, always scoped to the caller's organization."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from worker.store.jobs import JOB_COLUMNS
+
+
+async def project_id_in_org(connection: asyncpg.Connection, project_key: str, org_id: str) -> int | None:
+    project_id: int | None = await connection.fetchval(
+        "SELECT id FROM projects WHERE key = $1 AND org_id = $2", project_key, org_id
+    )
+    return project_id
+
+
+async def list_project_jobs(
+    connection: asyncpg.Connection, project_id: int, limit: int, offset: int
+) -> list[dict[str, Any]]:
+    rows = await connection.fetch(
+        f"SELECT {JOB_COLUMNS} FROM jobs j WHERE j.project_id = $1 ORDER BY j.id DESC LIMIT $2 OFFSET $3",  # noqa: S608
+        project_id,
+        limit,
+        offset,
+    )
+    return [dict(row) for row in rows]
+
+
+async def get_project_job(connection: asyncpg.Connection, project_id: int, job_id: int) -> dict[str, Any] | None:
+    row = await connection.fetchrow(
+        f"SELECT {JOB_COLUMNS} FROM jobs j WHERE j.id = $1 AND j.project_id = $2",  # noqa: S608
+        job_id,
+        project_id,
+    )
+    return dict(row) if row is not None else None
+
+
+async def get_org_workorder(connection: asyncpg.Connection, org_id: str, workorder: str) -> dict[str, Any] | None:
+    """By workorderId (DI-...) or bundleId (BN-...)."""
+    column = "bundle_id" if workorder.startswith("BN-") else "workorder_id"
+    row = await connection.fetchrow(
+        f"SELECT {JOB_COLUMNS} FROM jobs j JOIN projects p ON p.id = j.project_id"  # noqa: S608
+        f" WHERE j.{column} = $1 AND p.org_id = $2",
+        workorder,
+        org_id,
+    )
+    return dict(row) if row is not None else None
+
+
+async def list_org_workorders(
+    connection: asyncpg.Connection, org_id: str, limit: int, offset: int
+) -> list[dict[str, Any]]:
+    rows = await connection.fetch(
+        f"SELECT {JOB_COLUMNS} FROM jobs j"  # noqa: S608
+        " WHERE j.project_id IN (SELECT id FROM projects WHERE org_id = $1)"
+        " ORDER BY j.id DESC LIMIT $2 OFFSET $3",
+        org_id,
+        limit,
+        offset,
+    )
+    return [dict(row) for row in rows]
+
+
+async def update_workorder_text(
+    connection: asyncpg.Connection, job_id: int, display_name: str | None, description: str | None
+) -> None:
+    await connection.execute(
+        "UPDATE jobs SET display_name = coalesce($2, display_name), description = coalesce($3, description),"
+        " updated_at = now() WHERE id = $1",
+        job_id,
+        display_name,
+        description,
+    )

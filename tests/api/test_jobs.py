@@ -90,7 +90,7 @@ async def test_list_is_newest_first_with_paging_fallbacks(
     job_ids = await add_jobs(pool, tenant, 60)
     newest_first = list(reversed(job_ids))
 
-    async def page(**params: object) -> list[int]:
+    async def page(**params: str | int) -> list[int]:
         answer = await client.get(f"{form}/{tenant.project_key}/jobs", params=params, headers=auth(tenant, form))
         assert answer.status_code == 200
         return [job["jobId"] for job in answer.json()["data"]]

@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import aio_pika
 import asyncpg
+import httpx
 import pytest
 
 from tests.support import Services, wait_for_jobs
@@ -34,7 +36,15 @@ def cli_env(database_url: str, amqp_url: str, prefix: str) -> dict[str, str]:
         "DELETION_PRODUCTS_FILE": str(DEFAULT_PRODUCTS_FILE),
         "DELETION_METRICS_PORT": "0",
         "DELETION_LOG_FORMAT": "json",
+        "DELETION_API_PORT": str(free_port()),
     }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @pytest.mark.timeout(90)
@@ -43,7 +53,7 @@ async def test_up_deletes_demo_rows_and_stops_cleanly(services: Services, databa
     env = cli_env(database_url, services.amqp_url, prefix)
     log_path = tmp_path / "up.log"
     with log_path.open("w") as log_file:
-        process = subprocess.Popen([*CLI, "up", "--no-api"], env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([*CLI, "up"], env=env, stdout=log_file, stderr=subprocess.STDOUT)
     connection = await asyncpg.connect(database_url)
     try:
         deadline = time.monotonic() + 30
@@ -76,6 +86,29 @@ async def test_up_deletes_demo_rows_and_stops_cleanly(services: Services, databa
             await pool.close()
         for table in ("sessions", "events", "profiles", "profile_attributes"):
             assert await connection.fetchval(f"SELECT count(*) FROM demo.{table} WHERE user_id = $1", user) == 0
+
+        # The API runs in the same process: a user deleted over HTTP is deleted too.
+        created = subprocess.run(
+            [*CLI, "keys", "create", "--org", "demo"], env=env, capture_output=True, text=True, check=True
+        )
+        api_key = json.loads(created.stdout)["apiKey"]
+        base = f"http://127.0.0.1:{env['DELETION_API_PORT']}"
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            assert (await http.get("/healthz")).json() == {"status": "ok"}
+            answer = await http.delete(
+                f"/public/{key}/users/{DEMO_USERS[1]}", headers={"Authorization": f"Bearer {api_key}"}
+            )
+            assert answer.status_code == 200
+            api_job = answer.json()["data"]["jobId"]
+            for _ in range(300):
+                job = (
+                    await http.get(f"/public/{key}/jobs/{api_job}", headers={"Authorization": f"Bearer {api_key}"})
+                ).json()
+                if job["data"]["status"] == "completed":
+                    break
+                await asyncio.sleep(0.05)
+            assert job["data"]["status"] == "completed"
+        assert await connection.fetchval("SELECT count(*) FROM demo.sessions WHERE user_id = $1", DEMO_USERS[1]) == 0
 
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0

@@ -88,7 +88,7 @@ case "$cmd" in
     export DELETION_TEST_DATABASE_URL=${DELETION_TEST_DATABASE_URL:-postgresql://postgres@$PG_HOST:$PG_PORT/postgres}
     log "ruff"
     $VENV/bin/ruff check .
-    $VENV/bin/ruff format --check . >/dev/null
+    $VENV/bin/ruff format --check .
     log "mypy"
     $VENV/bin/mypy
     log "pytest"

@@ -115,6 +115,7 @@ class WorkerProcess:
                 await handler.close()
             if self.pool is not None:
                 await self.pool.close()
+                metrics.DATABASE_CONNECTED.set(0)
             log.info(
                 "worker_stopped",
                 seconds=round(time.monotonic() - started, 1),
@@ -186,6 +187,7 @@ class WorkerProcess:
             log.info("session_started", consumers=[c.names.main for c in session.consumers])
             await self._wait_session(tasks, lost, session_stop, session)
         finally:
+            metrics.BROKER_CONNECTED.set(0)
             self._collect(session)
             self.session = None
             for consumer in session.consumers:

@@ -8,7 +8,6 @@ import sys
 
 import click
 
-from worker.cli.common import CliError
 from worker.exitcodes import ExitCode
 from worker.products import ProductsFileError
 from worker.settings import SettingsError
@@ -39,12 +38,9 @@ def main() -> None:
         sys.exit(done.exit_code)
     except click.ClickException as error:
         error.show()
-        sys.exit(ExitCode.USAGE)
+        sys.exit(error.exit_code)
     except click.exceptions.Abort:
         sys.exit(ExitCode.FAILURE)
     except (SettingsError, ProductsFileError) as error:
         click.echo(f"deletion-worker: {error}", err=True)
         sys.exit(ExitCode.CONFIG)
-    except CliError as error:
-        click.echo(f"deletion-worker: {error}", err=True)
-        sys.exit(error.code)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import asyncpg
 import click
 from aio_pika.abc import AbstractConnection
+from rich.console import Console
 
 from worker import broker
 from worker.exitcodes import ExitCode
@@ -20,12 +22,17 @@ from worker.settings import Settings, get_settings
 T = TypeVar("T")
 
 
-class CliError(Exception):
+class CliError(click.ClickException):
     """Ends the command with a one-line message and a named exit code."""
 
     def __init__(self, message: str, code: ExitCode = ExitCode.FAILURE) -> None:
         super().__init__(message)
         self.code = code
+        # click ends the process with this code.
+        self.exit_code = int(code)  # type: ignore[misc]
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"deletion-worker: {self.format_message()}", err=True, file=file)
 
 
 def settings() -> Settings:
@@ -54,6 +61,11 @@ async def connect_broker(loaded: Settings) -> AbstractConnection:
         return await broker.connect(loaded.amqp_url)
     except (TimeoutError, OSError, ConnectionError) as error:
         raise CliError(f"cannot reach RabbitMQ: {type(error).__name__}", ExitCode.UNAVAILABLE) from None
+
+
+def console() -> Console:
+    """Rich output; wide when not on a terminal so that piped tables are not folded."""
+    return Console(width=None if sys.stdout.isatty() else 200)
 
 
 def echo_json(value: object) -> None:

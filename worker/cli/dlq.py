@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 from aio_pika.abc import AbstractChannel
-from rich.console import Console
 from rich.table import Table
 
 from worker import broker, dlq
 from worker.cli import common
 from worker.exitcodes import ExitCode
+from worker.progress import progress
 from worker.settings import Settings
 from worker.topology import Topology
 
@@ -59,7 +59,7 @@ def list_command(queue: str | None, limit: int, as_json: bool) -> None:
         table.add_row(
             item.queue, item.message_id or "-", age, str(item.size), str(item.identity_count or "-"), item.reason
         )
-    Console().print(table)
+    common.console().print(table)
     click.echo(f"{len(found)} dead message(s)")
 
 
@@ -83,7 +83,10 @@ def replay_command(queue: str | None, message_ids: tuple[str, ...]) -> None:
         try:
             channel = await connection.channel()
             publisher = await broker.Publisher.open(connection)
-            return await dlq.replay_dead(channel, publisher, queues, message_ids=set(message_ids) or None)
+            with progress(None, "replaying dead letters") as advance:
+                return await dlq.replay_dead(
+                    channel, publisher, queues, message_ids=set(message_ids) or None, advance=advance
+                )
         finally:
             await connection.close()
 

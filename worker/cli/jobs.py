@@ -1,0 +1,171 @@
+"""`deletion-worker jobs list|show|cancel|verify`: jobs for operators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.table import Table
+
+from worker.cli import common
+from worker.exitcodes import ExitCode
+from worker.store.inspect import job_chunks, list_jobs
+from worker.store.jobs import CancelRefusedError, JobNotFoundError, cancel_job, get_job, get_product_status
+from worker.store.retention import identity_in_job
+
+STATUSES = ["scheduled", "running", "completed", "failed", "cancelled"]
+
+
+def _job_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """What an operator sees of a job: ids, status, counts and times — no identity values."""
+    return {
+        "jobId": row["id"],
+        "status": row["status"],
+        "projectId": row["project_id"],
+        "action": row["action"],
+        "workorderId": row["workorder_id"],
+        "identityCount": row["identity_count"],
+        "errors": row["errors"],
+        "createdAt": row["created_at"],
+        "startAt": row["start_at"],
+        "dispatchedAt": row["dispatched_at"],
+        "finishedAt": row["finished_at"],
+    }
+
+
+@click.group("jobs")
+def jobs_group() -> None:
+    """Inspect, cancel and verify jobs."""
+
+
+@jobs_group.command("list")
+@click.option("--project", "project_key", help="Only this projectKey.")
+@click.option("--status", type=click.Choice(STATUSES), help="Only jobs in this status.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True)
+def list_command(project_key: str | None, status: str | None, limit: int, as_json: bool) -> None:
+    """Newest jobs first."""
+    loaded = common.settings()
+
+    async def go() -> list[dict[str, Any]]:
+        connection = await common.connect_database(loaded)
+        try:
+            return await list_jobs(connection, project_key, status, limit)
+        finally:
+            await connection.close()
+
+    rows = [_job_summary(row) for row in common.run(go())]
+    if as_json:
+        common.echo_json(rows)
+        return
+    table = Table("job", "status", "project", "action", "identities", "created", "finished")
+    for row in rows:
+        table.add_row(
+            str(row["jobId"]), row["status"], str(row["projectId"]), row["action"], str(row["identityCount"]),
+            f"{row['createdAt']:%Y-%m-%d %H:%M:%S}", f"{row['finishedAt']:%H:%M:%S}" if row["finishedAt"] else "-",
+        )  # fmt: skip
+    common.console().print(table)
+
+
+@jobs_group.command("show")
+@click.argument("job_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+def show_command(job_id: int, as_json: bool) -> None:
+    """A job with its per-product status, chunk progress, errors and timing."""
+    loaded = common.settings()
+
+    async def go() -> dict[str, Any]:
+        connection = await common.connect_database(loaded)
+        try:
+            row = await get_job(connection, job_id)
+            if row is None:
+                raise common.CliError(f"job {job_id} not found", ExitCode.NOT_FOUND)
+            products = (await get_product_status(connection, [job_id]))[job_id]
+            chunks = {item["product"]: item for item in await job_chunks(connection, job_id)}
+        finally:
+            await connection.close()
+        return {
+            **_job_summary(row),
+            "products": [
+                {
+                    "product": p["product"],
+                    "status": p["status"],
+                    "since": p["created_at"],
+                    "chunks": p["chunks_total"],
+                    "chunksSuccess": p["chunks_success"],
+                    "chunksFailed": p["chunks_failed"],
+                    "tasks": chunks.get(p["product"], {}).get("tasks", 0),
+                    "lastAck": chunks.get(p["product"], {}).get("last_ack"),
+                    "error": p["error"],
+                }
+                for p in products
+            ],
+        }
+
+    view = common.run(go())
+    if as_json:
+        common.echo_json(view)
+        return
+    console = common.console()
+    for key, value in view.items():
+        if key != "products":
+            console.print(f"[bold]{key}[/bold]: {value}")
+    table = Table("product", "status", "since", "chunks ok/failed/total", "tasks", "last ack", "error")
+    for p in view["products"]:
+        chunks = f"{p['chunksSuccess']}/{p['chunksFailed']}/{p['chunks']}"
+        last_ack = f"{p['lastAck']:%H:%M:%S}" if p["lastAck"] else "-"
+        table.add_row(
+            p["product"], p["status"], f"{p['since']:%H:%M:%S}", chunks, str(p["tasks"]), last_ack, p["error"] or ""
+        )
+    console.print(table)
+
+
+@jobs_group.command("cancel")
+@click.argument("job_id", type=int)
+def cancel_command(job_id: int) -> None:
+    """Cancel a scheduled or running job (and its product work not yet done)."""
+    loaded = common.settings()
+
+    async def go() -> None:
+        connection = await common.connect_database(loaded)
+        try:
+            await cancel_job(connection, job_id)
+        except JobNotFoundError:
+            raise common.CliError(f"job {job_id} not found", ExitCode.NOT_FOUND) from None
+        except CancelRefusedError as refused:
+            raise common.CliError(str(refused), ExitCode.REFUSED) from None
+        finally:
+            await connection.close()
+
+    common.run(go())
+    common.echo_json({"jobId": job_id, "status": "cancelled"})
+
+
+@jobs_group.command("verify")
+@click.argument("job_id", type=int)
+@click.option("--identity", required=True, help="NAMESPACE:VALUE to check.")
+def verify_command(job_id: int, identity: str) -> None:
+    """Whether an identity was part of a job — also after its values were replaced by keyed
+    hashes. Exit 0 when it was, 3 when it was not."""
+    loaded = common.settings()
+    namespace, sep, value = identity.partition(":")
+    if not sep or not namespace or not value:
+        raise click.BadParameter("expected NAMESPACE:VALUE", param_hint="--identity")
+
+    async def go() -> bool:
+        connection = await common.connect_database(loaded)
+        try:
+            if await get_job(connection, job_id) is None:
+                raise common.CliError(f"job {job_id} not found", ExitCode.NOT_FOUND)
+            key = loaded.identity_hash_key.get_secret_value().encode()
+            return await identity_in_job(connection, key, job_id, namespace, value)
+        finally:
+            await connection.close()
+
+    found = common.run(go())
+    common.echo_json({"jobId": job_id, "partOfJob": found})
+    if not found:
+        raise click.exceptions.Exit(ExitCode.NOT_FOUND)
+
+
+COMMANDS = [jobs_group]

@@ -76,6 +76,13 @@ async def _prepare_demo(loaded: Settings) -> str:
         await connection.close()
 
 
+@click.command("demo")
+def demo_command() -> None:
+    """Create the demo schema, its rows and a demo project; prints {"projectKey": ...}."""
+    loaded = common.settings()
+    common.echo_json({"projectKey": common.run(_prepare_demo(loaded))})
+
+
 @click.command("up")
 @click.option("--no-api", is_flag=True, help="Run only the workers.")
 def up(no_api: bool) -> None:
@@ -166,4 +173,4 @@ def publish(
     common.echo_json({"requestId": request.request_id})
 
 
-COMMANDS = [migrate, run_command, up, publish]
+COMMANDS = [migrate, run_command, up, demo_command, publish]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+from aio_pika.abc import AbstractConnection
+
 from schemas import DeletionRequest, Identity, Namespace
 from worker import broker
 from worker.topology import Topology
@@ -52,15 +54,38 @@ def request_message(request: DeletionRequest, queue: str) -> broker.Outgoing:
     )
 
 
+class Producer:
+    """A connection kept open for many publishes (a service publishing steadily):
+
+    async with Producer(amqp_url) as producer:
+        await producer.publish([request, ...])
+    """
+
+    def __init__(self, amqp_url: str, prefix: str = "deletion") -> None:
+        self.amqp_url = amqp_url
+        self.queue = Topology(prefix, ()).requests.main
+        self._connection: AbstractConnection | None = None
+        self._publisher: broker.Publisher | None = None
+
+    async def __aenter__(self) -> Producer:
+        self._connection = await broker.connect(self.amqp_url)
+        self._publisher = await broker.Publisher.open(self._connection)
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+    async def publish(self, requests: Sequence[DeletionRequest]) -> None:
+        """All confirms outstanding at once; returns when the broker has every message."""
+        assert self._publisher is not None, "use `async with Producer(...)`"
+        await self._publisher.publish([request_message(request, self.queue) for request in requests])
+
+
 async def publish_requests(amqp_url: str, requests: Sequence[DeletionRequest], prefix: str = "deletion") -> None:
     """Publish many requests on one connection, all confirms outstanding at once."""
-    connection = await broker.connect(amqp_url)
-    try:
-        publisher = await broker.Publisher.open(connection)
-        queue = Topology(prefix, ()).requests.main
-        await publisher.publish([request_message(request, queue) for request in requests])
-    finally:
-        await connection.close()
+    async with Producer(amqp_url, prefix) as producer:
+        await producer.publish(requests)
 
 
 async def publish_deletion(

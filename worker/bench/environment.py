@@ -1,0 +1,146 @@
+"""An isolated place to run the bench: its own database, queue prefix and processes,
+all removed afterwards, so a bench disturbs nothing else on the broker or server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+import asyncpg
+
+from worker import topology
+from worker.migrate import apply_migrations
+from worker.settings import Settings
+from worker.store.api_keys import create_key
+from worker.store.projects import create_project
+from worker.topology import Topology
+
+
+@dataclass
+class BenchEnvironment:
+    settings: Settings
+    database_url: str
+    prefix: str
+    products: list[str]
+    products_file: Path
+    project_key: str = ""
+    api_key: str = ""
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def topology(self) -> Topology:
+        return Topology(self.prefix, tuple(self.products))
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DELETION_DATABASE_URL": self.database_url,
+            "DELETION_AMQP_URL": self.settings.amqp_url,
+            "DELETION_TOPOLOGY_PREFIX": self.prefix,
+            "DELETION_PRODUCTS_FILE": str(self.products_file),
+            "DELETION_METRICS_PORT": "0",
+            "DELETION_LOG_LEVEL": "warning",
+            "DELETION_LOG_FORMAT": "json",
+        }
+
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
+            [sys.executable, "-c", "from worker.cli import main; main()", *args],
+            env=self.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.processes.append(process)
+        return process
+
+    async def wait_for_consumers(self, queues: list[str], timeout: float = 30) -> None:
+        connection = await aio_pika.connect(self.settings.amqp_url)
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                channel = await connection.channel()
+                try:
+                    counts = [
+                        (await channel.declare_queue(q, passive=True)).declaration_result.consumer_count for q in queues
+                    ]
+                    if all(counts):
+                        return
+                except aio_pika.exceptions.ChannelClosed:
+                    pass
+                await asyncio.sleep(0.2)
+            raise TimeoutError("the worker did not start consuming")
+        finally:
+            await connection.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def products_toml(count: int) -> str:
+    return "".join(
+        f'[products.p{i}]\nhandler = "postgres"\n'  # noqa: S608 - TOML text, not a query
+        f'statements = ["DELETE FROM bench.t{i} WHERE user_id = ANY($1::text[])"]\n\n'
+        for i in range(1, count + 1)
+    )
+
+
+@contextlib.asynccontextmanager
+async def bench_environment(settings: Settings, product_count: int, workdir: Path) -> AsyncIterator[BenchEnvironment]:
+    name = f"dwbench_{secrets.token_hex(4)}"
+    parts = urlsplit(settings.database_url)
+    database_url = urlunsplit(parts._replace(path=f"/{name}"))
+    products_file = workdir / "bench-products.toml"
+    products_file.write_text(products_toml(product_count))
+    environment = BenchEnvironment(
+        settings=settings,
+        database_url=database_url,
+        prefix=f"bench{secrets.token_hex(4)}",
+        products=[f"p{i}" for i in range(1, product_count + 1)],
+        products_file=products_file,
+    )
+    admin = await asyncpg.connect(settings.database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await apply_migrations(database_url, settings.migrations_dir)
+        connection = await asyncpg.connect(database_url)
+        try:
+            await connection.execute("CREATE SCHEMA bench")
+            for i in range(1, product_count + 1):
+                await connection.execute(f"CREATE TABLE bench.t{i} (user_id text NOT NULL, payload text)")
+            _, environment.project_key = await create_project(connection, "bench", "bench")
+            environment.api_key = await create_key(connection, "bench")
+        finally:
+            await connection.close()
+        yield environment
+    finally:
+        for process in environment.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in environment.processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        with contextlib.suppress(Exception):
+            amqp = await aio_pika.connect(settings.amqp_url)
+            try:
+                await topology.delete(await amqp.channel(), environment.topology)
+            finally:
+                await amqp.close()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

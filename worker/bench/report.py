@@ -1,0 +1,93 @@
+"""The bench's numbers next to the targets they must reach."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rich.table import Table
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str
+    value: Callable[[dict[str, Any]], float | None]
+    unit: str
+    limit: float
+    higher_is_better: bool
+
+    def check(self, report: dict[str, Any]) -> tuple[float | None, bool | None]:
+        try:
+            value = self.value(report)
+        except (KeyError, TypeError):
+            return None, None
+        if value is None:
+            return None, None
+        return value, value >= self.limit if self.higher_is_better else value < self.limit
+
+
+TARGETS = [
+    Target("pipeline / ceiling", lambda r: r["pipeline"]["ratio_to_ceiling"], "", 0.5, True),
+    Target("paced p99 latency", lambda r: r["paced"]["latency_p99_ms"], "ms", 1000, False),
+    Target("work order accepted", lambda r: r["workorder"]["accept_seconds"], "s", 1.0, False),
+    Target("work order completed", lambda r: r["workorder"]["complete_seconds"], "s", 5.0, False),
+    Target("API single job p99", lambda r: r["api_single_job"]["p99_ms"], "ms", 20, False),
+    Target("API list page p99", lambda r: r["api_list_page"]["p99_ms"], "ms", 30, False),
+    Target("worker peak RSS", lambda r: r["worker_peak_rss_mb"], "MB", 250, False),
+]
+
+
+def measurements(report: dict[str, Any]) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    if "ceiling" in report:
+        c = report["ceiling"]
+        rows.append(
+            ("ceiling", f"{c['published_per_s']} msg/s published, {c['consumed_per_s']} msg/s consumed "
+                        f"({c['message_bytes']} B messages)")
+        )  # fmt: skip
+    if "pipeline" in report:
+        p = report["pipeline"]
+        rows.append(
+            ("pipeline", f"{p['completed']}/{p['requests']} in {p['seconds']} s = {p['completed_per_s']} req/s; "
+                         f"latency p50 {p['latency_p50_ms']} ms, p99 {p['latency_p99_ms']} ms")
+        )  # fmt: skip
+    if "paced" in report:
+        p = report["paced"]
+        rows.append(
+            ("paced", f"{p['requests']} at {p['target_rate_per_s']} req/s: "
+                      f"p50 {p['latency_p50_ms']} ms, p99 {p['latency_p99_ms']} ms")
+        )  # fmt: skip
+    if "workorder" in report:
+        w = report["workorder"]
+        rows.append(
+            ("work order", f"{w['identities']} identities: accepted in {w['accept_seconds']} s, "
+                           f"{w['status']} after {w['complete_seconds']} s")
+        )  # fmt: skip
+    for key, label in (("api_single_job", "GET job"), ("api_list_page", "GET jobs page")):
+        if key in report:
+            a = report[key]
+            rows.append(
+                (label, f"p50 {a['p50_ms']} ms, p99 {a['p99_ms']} ms, {a['per_s']} req/s, "
+                        f"{a['clients']} clients, {a['jobs_in_table']} jobs in the table")
+            )  # fmt: skip
+    if "worker_peak_rss_mb" in report:
+        rows.append(("worker RSS", f"{report['worker_peak_rss_mb']} MB peak"))
+    return rows
+
+
+def render(report: dict[str, Any]) -> tuple[Table, Table]:
+    numbers = Table("step", "measured", title="deletion-worker bench")
+    for step, text in measurements(report):
+        numbers.add_row(step, text)
+    targets = Table("target", "value", "limit", "")
+    for target in TARGETS:
+        value, ok = target.check(report)
+        mark = "-" if ok is None else ("[green]pass[/green]" if ok else "[red]FAIL[/red]")
+        limit = f"{'≥' if target.higher_is_better else '<'} {target.limit:g} {target.unit}"
+        targets.add_row(target.label, "-" if value is None else f"{value:g} {target.unit}", limit, mark)
+    return numbers, targets
+
+
+def summary(report: dict[str, Any]) -> dict[str, Any]:
+    return {t.label: {"value": t.check(report)[0], "pass": t.check(report)[1]} for t in TARGETS}

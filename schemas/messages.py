@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, with_config
+from typing_extensions import TypedDict
 
 MAX_IDENTITIES = 100_000
 
@@ -23,11 +24,15 @@ class Message(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
-class Namespace(Message):
+# Identities are typed dicts, not models: a request may carry 100,000 of them, and
+# validating into dicts is about four times faster and lighter than into model objects.
+@with_config(ConfigDict(extra="allow"))
+class Namespace(TypedDict):
     code: ShortText
 
 
-class Identity(Message):
+@with_config(ConfigDict(extra="allow"))
+class Identity(TypedDict):
     namespace: Namespace
     id: IdentityValue
 

@@ -29,6 +29,7 @@ from worker.demo import ensure_demo_schema
 from worker.migrate import apply_migrations
 from worker.roles import Role
 from worker.settings import Settings
+from worker.store.jobs import delete_jobs
 from worker.store.projects import create_project
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -128,7 +129,11 @@ async def make_project(pool: asyncpg.Pool) -> AsyncIterator[Callable[..., Awaita
 
     yield make
     async with pool.acquire() as connection:
-        await connection.execute("DELETE FROM jobs WHERE project_id = ANY($1::bigint[])", created)
+        job_ids = [
+            row["id"]
+            for row in await connection.fetch("SELECT id FROM jobs WHERE project_id = ANY($1::bigint[])", created)
+        ]
+        await delete_jobs(connection, job_ids)
         await connection.execute("DELETE FROM projects WHERE id = ANY($1::bigint[])", created)
 
 

@@ -47,7 +47,7 @@ async def create_workorder(
     job = NewJob(
         request_id=request_id,
         project_id=project_id,
-        identities=[(identity.namespace.code, identity.id) for identity in order.identities],
+        identities=[(identity["namespace"]["code"], identity["id"]) for identity in order.identities],
         action="delete_identity",
         dataset_id=order.datasetId,
         display_name=order.displayName,

@@ -35,7 +35,7 @@ def to_new_job(request: DeletionRequest, project_id: int) -> NewJob:
     return NewJob(
         request_id=request.request_id,
         project_id=project_id,
-        identities=[(identity.namespace.code, identity.id) for identity in request.identities],
+        identities=[(identity["namespace"]["code"], identity["id"]) for identity in request.identities],
         action=request.action,
         dataset_id=request.dataset_id,
         start_at=start_at,

@@ -32,6 +32,22 @@ from worker.topology import QueueNames
 log = structlog.get_logger(__name__)
 
 RUNNING_MARK_AFTER_SECONDS = 1.0
+# Tasks are parsed a few megabytes of JSON at a time: a batch can hold the chunks of
+# several 100,000-identity jobs, and parsing all of it at once would cost hundreds of MB.
+MAX_PARSED_BYTES = 4 * 1024 * 1024
+
+
+def parse_groups(batch: Sequence[Delivery], max_bytes: int) -> list[list[tuple[int, Delivery]]]:
+    """Consecutive groups of deliveries of at most `max_bytes` of body (at least one each)."""
+    groups: list[list[tuple[int, Delivery]]] = [[]]
+    size = 0
+    for index, message in enumerate(batch):
+        if groups[-1] and size + len(message.body) > max_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append((index, message))
+        size += len(message.body)
+    return groups
 
 
 class ProductConsumer(BatchConsumer):
@@ -58,32 +74,35 @@ class ProductConsumer(BatchConsumer):
 
     async def handle(self, batch: Sequence[Delivery]) -> list[Disposition]:
         dispositions: list[Disposition] = [DONE] * len(batch)
+        acks: list[Outgoing] = []
+        for group in parse_groups(batch, MAX_PARSED_BYTES):
+            await self._handle_group(group, dispositions, acks)
+        await self.publisher.publish(acks)
+        return dispositions
+
+    async def _handle_group(
+        self, group: list[tuple[int, Delivery]], dispositions: list[Disposition], acks: list[Outgoing]
+    ) -> None:
         tasks: dict[int, ProductTask] = {}
-        for index, message in enumerate(batch):
+        for index, message in group:
             task = parse_body(ProductTask, message.body)
             if isinstance(task, DeadLetter):
                 dispositions[index] = task
-                continue
-            if task.product != self.product:
+            elif task.product != self.product:
                 dispositions[index] = DeadLetter(f"wrong product: task for {task.product!r} on this queue")
-                continue
-            tasks[index] = task
+            else:
+                tasks[index] = task
         if not tasks:
-            return dispositions
-
+            return
         job_ids = sorted({item.job_id for task in tasks.values() for item in task.items})
         async with self.pool.acquire() as connection:
             cancelled = await cancelled_jobs(connection, job_ids)
-
         outcomes = await asyncio.gather(*(self._run(task, cancelled) for task in tasks.values()))
-        acks: list[Outgoing] = []
         for index, outcome in zip(tasks, outcomes, strict=True):
             if isinstance(outcome, Retry):
                 dispositions[index] = outcome
             else:
                 acks.append(outcome)
-        await self.publisher.publish(acks)
-        return dispositions
 
     async def _run_handler(self, task: ProductTask) -> dict[int, ItemResult]:
         """Run the handler within its time limit. Products are marked `running` only when a

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from schemas import ProductTask, TaskItem
+from schemas import Identity, ProductTask, TaskItem
 from worker.errors import PermanentError
 
 
@@ -25,13 +25,16 @@ class Handler(ABC):
     def __init__(self, namespaces: list[str] | None) -> None:
         self.namespaces = set(namespaces) if namespaces is not None else None
 
+    def wanted(self, identity: Identity) -> bool:
+        return self.namespaces is None or identity["namespace"]["code"] in self.namespaces
+
     def values(self, items: list[TaskItem]) -> list[str]:
         """The identity values this product deletes: those of its namespaces, de-duplicated."""
         seen: dict[str, None] = {}
         for item in items:
             for identity in item.identities:
-                if self.namespaces is None or identity.namespace.code in self.namespaces:
-                    seen.setdefault(identity.id)
+                if self.wanted(identity):
+                    seen.setdefault(identity["id"])
         return list(seen)
 
     @abstractmethod

@@ -38,9 +38,7 @@ class HttpHandler(Handler):
             task = task.model_copy(
                 update={
                     "items": [
-                        item.model_copy(
-                            update={"identities": [i for i in item.identities if i.namespace.code in self.namespaces]}
-                        )
+                        item.model_copy(update={"identities": [i for i in item.identities if self.wanted(i)]})
                         for item in task.items
                     ]
                 }

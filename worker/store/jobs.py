@@ -152,6 +152,14 @@ async def cancel_job(connection: asyncpg.Connection, job_id: int, project_id: in
         )
 
 
+async def delete_jobs(connection: asyncpg.Connection, job_ids: list[int]) -> None:
+    """Remove jobs and every row that belongs to them."""
+    async with connection.transaction():
+        for table in ("task_chunks", "product_status", "job_identities"):
+            await connection.execute(f"DELETE FROM {table} WHERE job_id = ANY($1::bigint[])", job_ids)  # noqa: S608
+        await connection.execute("DELETE FROM jobs WHERE id = ANY($1::bigint[])", job_ids)
+
+
 JOB_COLUMNS = """
     j.id, j.request_id, j.project_id, j.workorder_id, j.bundle_id, j.action, j.dataset_id,
     j.reference_id, j.description, j.display_name, j.created_by, j.status, j.errors,

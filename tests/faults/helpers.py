@@ -1,0 +1,50 @@
+"""Small waits shared by the fault tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aio_pika
+import aiormq
+
+from worker.producer import Producer, build_request
+
+
+async def consumer_counts(amqp_url: str, queues: list[str]) -> dict[str, int]:
+    connection = await aio_pika.connect(amqp_url, timeout=10)
+    try:
+        counts = {}
+        for queue in queues:
+            channel = await connection.channel()
+            try:
+                declared = await channel.declare_queue(queue, passive=True)
+                counts[queue] = declared.declaration_result.consumer_count or 0
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                counts[queue] = 0
+        return counts
+    finally:
+        await connection.close()
+
+
+async def wait_for_consumers(amqp_url: str, queues: list[str], timeout: float = 60) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    counts: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        try:
+            counts = await consumer_counts(amqp_url, queues)
+        except (OSError, aiormq.exceptions.AMQPError):
+            counts = {}
+        if counts and all(counts.values()):
+            return counts
+        await asyncio.sleep(0.3)
+    raise TimeoutError(f"queues without a consumer: {[q for q, n in counts.items() if not n] or queues}")
+
+
+async def publish_many(amqp_url: str, prefix: str, project_key: str, count: int, tag: str) -> list[str]:
+    """Publish `count` single-identity requests; returns the ids the broker confirmed."""
+    requests = [build_request(project_key, [("userId", f"{tag}-{i}")]) for i in range(count)]
+    async with Producer(amqp_url, prefix) as producer:
+        for start in range(0, count, 500):
+            await producer.publish(requests[start : start + 500])
+    return [request.request_id for request in requests]

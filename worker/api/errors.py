@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from worker.errors import describe
 
@@ -31,8 +34,11 @@ class ApiError(Exception):
         self.message = message
 
 
-def error_response(status: int, message: str, code: str | None = None) -> JSONResponse:
-    return JSONResponse({"error": code or STATUS_CODES.get(status, "error"), "message": message}, status_code=status)
+def error_response(
+    status: int, message: str, code: str | None = None, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": code or STATUS_CODES.get(status, "error"), "message": message}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def not_found(what: str) -> ApiError:
@@ -64,10 +70,24 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     return error_response(400, "; ".join(parts) or "invalid request")
 
 
-async def _http_error(_request: Request, error: Exception) -> JSONResponse:
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path. Starlette's own 405 names only the
+    first matching route's methods, while GET and DELETE of a path are separate routes."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
     message = {404: "no such route", 405: "method not allowed on this route"}.get(error.status_code, str(error.detail))
-    return error_response(error.status_code, message)
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
+    return error_response(error.status_code, message, headers=headers)
 
 
 async def _unexpected(_request: Request, error: Exception) -> JSONResponse:

@@ -28,8 +28,8 @@ CREATE TABLE jobs (
     id               bigserial PRIMARY KEY,
     request_id       text NOT NULL UNIQUE,          -- idempotency key of the request
     project_id       bigint NOT NULL REFERENCES projects (id),
-    workorder_id     text NOT NULL UNIQUE,          -- DI-<uuid>
-    bundle_id        text NOT NULL UNIQUE,          -- BN-<uuid>
+    workorder_id     text NOT NULL UNIQUE DEFAULT 'DI-' || gen_random_uuid(),
+    bundle_id        text NOT NULL UNIQUE DEFAULT 'BN-' || gen_random_uuid(),
     action           text NOT NULL CHECK (action IN ('delete_user_data', 'delete_identity')),
     dataset_id       text NOT NULL DEFAULT 'ALL',
     reference_id     text,

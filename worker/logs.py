@@ -47,5 +47,14 @@ def configure_logging(level: str = "info", log_format: str = "auto") -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        # Not cached: logging happens per batch, not per message, and an uncached logger
+        # follows a later reconfiguration (tests capture logs after the CLI configured them).
+        cache_logger_on_first_use=False,
     )
+
+
+def reset_logging() -> None:
+    """Back to structlog's defaults (tests that ran CLI commands in-process use this)."""
+    global _configured  # noqa: PLW0603 - the counterpart of configure_logging
+    _configured = False
+    structlog.reset_defaults()

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from worker.cli import cli
+from worker.logs import reset_logging
 from worker.settings import Settings, get_settings
 
 Invoke = Callable[..., Awaitable[Result]]
@@ -38,3 +39,4 @@ def invoke(monkeypatch: pytest.MonkeyPatch) -> Iterator[Invoke]:
 
     yield run
     get_settings.cache_clear()
+    reset_logging()  # the commands configured logging for this whole process

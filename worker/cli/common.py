@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import IO, Any, TypeVar
 
 import asyncpg
@@ -61,6 +61,19 @@ async def connect_broker(loaded: Settings) -> AbstractConnection:
         return await broker.connect(loaded.amqp_url)
     except (TimeoutError, OSError, ConnectionError) as error:
         raise CliError(f"cannot reach RabbitMQ: {type(error).__name__}", ExitCode.UNAVAILABLE) from None
+
+
+def with_database(loaded: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """Run `work` on a fresh connection (closed afterwards) in a new event loop."""
+
+    async def go() -> T:
+        connection = await connect_database(loaded)
+        try:
+            return await work(connection)
+        finally:
+            await connection.close()
+
+    return run(go())
 
 
 def console() -> Console:

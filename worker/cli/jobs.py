@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import click
 from rich.table import Table
 
@@ -45,16 +46,10 @@ def jobs_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def list_command(project_key: str | None, status: str | None, limit: int, as_json: bool) -> None:
     """Newest jobs first."""
-    loaded = common.settings()
-
-    async def go() -> list[dict[str, Any]]:
-        connection = await common.connect_database(loaded)
-        try:
-            return await list_jobs(connection, project_key, status, limit)
-        finally:
-            await connection.close()
-
-    rows = [_job_summary(row) for row in common.run(go())]
+    found = common.with_database(
+        common.settings(), lambda connection: list_jobs(connection, project_key, status, limit)
+    )
+    rows = [_job_summary(row) for row in found]
     if as_json:
         common.echo_json(rows)
         return
@@ -72,18 +67,13 @@ def list_command(project_key: str | None, status: str | None, limit: int, as_jso
 @click.option("--json", "as_json", is_flag=True)
 def show_command(job_id: int, as_json: bool) -> None:
     """A job with its per-product status, chunk progress, errors and timing."""
-    loaded = common.settings()
 
-    async def go() -> dict[str, Any]:
-        connection = await common.connect_database(loaded)
-        try:
-            row = await get_job(connection, job_id)
-            if row is None:
-                raise common.CliError(f"job {job_id} not found", ExitCode.NOT_FOUND)
-            products = (await get_product_status(connection, [job_id]))[job_id]
-            chunks = {item["product"]: item for item in await job_chunks(connection, job_id)}
-        finally:
-            await connection.close()
+    async def view_of(connection: asyncpg.Connection) -> dict[str, Any]:
+        row = await get_job(connection, job_id)
+        if row is None:
+            raise common.CliError(f"job {job_id} not found", ExitCode.NOT_FOUND)
+        products = (await get_product_status(connection, [job_id]))[job_id]
+        chunks = {item["product"]: item for item in await job_chunks(connection, job_id)}
         return {
             **_job_summary(row),
             "products": [
@@ -102,7 +92,7 @@ def show_command(job_id: int, as_json: bool) -> None:
             ],
         }
 
-    view = common.run(go())
+    view = common.with_database(common.settings(), view_of)
     if as_json:
         common.echo_json(view)
         return
@@ -124,20 +114,16 @@ def show_command(job_id: int, as_json: bool) -> None:
 @click.argument("job_id", type=int)
 def cancel_command(job_id: int) -> None:
     """Cancel a scheduled or running job (and its product work not yet done)."""
-    loaded = common.settings()
 
-    async def go() -> None:
-        connection = await common.connect_database(loaded)
+    async def cancel(connection: asyncpg.Connection) -> None:
         try:
             await cancel_job(connection, job_id)
         except JobNotFoundError:
             raise common.CliError(f"job {job_id} not found", ExitCode.NOT_FOUND) from None
         except CancelRefusedError as refused:
             raise common.CliError(str(refused), ExitCode.REFUSED) from None
-        finally:
-            await connection.close()
 
-    common.run(go())
+    common.with_database(common.settings(), cancel)
     common.echo_json({"jobId": job_id, "status": "cancelled"})
 
 
@@ -152,17 +138,13 @@ def verify_command(job_id: int, identity: str) -> None:
     if not sep or not namespace or not value:
         raise click.BadParameter("expected NAMESPACE:VALUE", param_hint="--identity")
 
-    async def go() -> bool:
-        connection = await common.connect_database(loaded)
-        try:
-            if await get_job(connection, job_id) is None:
-                raise common.CliError(f"job {job_id} not found", ExitCode.NOT_FOUND)
-            key = loaded.identity_hash_key.get_secret_value().encode()
-            return await identity_in_job(connection, key, job_id, namespace, value)
-        finally:
-            await connection.close()
+    async def check(connection: asyncpg.Connection) -> bool:
+        if await get_job(connection, job_id) is None:
+            raise common.CliError(f"job {job_id} not found", ExitCode.NOT_FOUND)
+        key = loaded.identity_hash_key.get_secret_value().encode()
+        return await identity_in_job(connection, key, job_id, namespace, value)
 
-    found = common.run(go())
+    found = common.with_database(loaded, check)
     common.echo_json({"jobId": job_id, "partOfJob": found})
     if not found:
         raise click.exceptions.Exit(ExitCode.NOT_FOUND)

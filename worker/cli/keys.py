@@ -18,32 +18,15 @@ def keys_group() -> None:
 @click.option("--org", required=True, help="Organization id (created if new).")
 def create(org: str) -> None:
     """Create a key; prints {"apiKey": "..."} — the only time it is shown."""
-    loaded = common.settings()
-
-    async def go() -> str:
-        connection = await common.connect_database(loaded)
-        try:
-            return await create_key(connection, org)
-        finally:
-            await connection.close()
-
-    common.echo_json({"apiKey": common.run(go())})
+    key = common.with_database(common.settings(), lambda connection: create_key(connection, org))
+    common.echo_json({"apiKey": key})
 
 
 @keys_group.command("revoke")
 @click.argument("prefix")
 def revoke(prefix: str) -> None:
     """Revoke the key whose prefix is PREFIX (`dwk_XXXXXXXX`, as in createdBy)."""
-    loaded = common.settings()
-
-    async def go() -> bool:
-        connection = await common.connect_database(loaded)
-        try:
-            return await revoke_key(connection, prefix)
-        finally:
-            await connection.close()
-
-    if not common.run(go()):
+    if not common.with_database(common.settings(), lambda connection: revoke_key(connection, prefix)):
         raise common.CliError("no live key has that prefix", ExitCode.NOT_FOUND)
     common.echo_json({"revoked": prefix})
 

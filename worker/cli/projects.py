@@ -18,16 +18,7 @@ def projects_group() -> None:
 @click.option("--name", required=True, help="Project name.")
 def create(org: str, name: str) -> None:
     """Create a project; prints {"projectId": ..., "projectKey": ...}."""
-    loaded = common.settings()
-
-    async def go() -> tuple[int, str]:
-        connection = await common.connect_database(loaded)
-        try:
-            return await create_project(connection, org, name)
-        finally:
-            await connection.close()
-
-    project_id, key = common.run(go())
+    project_id, key = common.with_database(common.settings(), lambda connection: create_project(connection, org, name))
     common.echo_json({"projectId": project_id, "projectKey": key})
 
 

@@ -7,8 +7,7 @@ request id makes creation idempotent: a request seen twice is one job.
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,8 +29,6 @@ class NewJob:
     display_name: str = ""
     reference_id: str | None = None
     created_by: str | None = None
-    workorder_id: str = field(default_factory=lambda: f"DI-{uuid.uuid4()}")
-    bundle_id: str = field(default_factory=lambda: f"BN-{uuid.uuid4()}")
 
 
 DEFAULT_CHUNK_SIZE = 10_000
@@ -62,20 +59,17 @@ async def create_jobs(
     async with connection.transaction():
         rows = await connection.fetch(
             """
-            INSERT INTO jobs (request_id, project_id, workorder_id, bundle_id, action, dataset_id,
-                              reference_id, description, display_name, created_by, identity_count,
-                              chunk_size, start_at)
-            SELECT r, p, w, b, a, d, ref, descr, dn, cb, n, $12, s
+            INSERT INTO jobs (request_id, project_id, action, dataset_id, reference_id, description,
+                              display_name, created_by, identity_count, chunk_size, start_at)
+            SELECT r, p, a, d, ref, descr, dn, cb, n, $10, s
             FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
-                        $7::text[], $8::text[], $9::text[], $10::text[], $11::int[], $13::timestamptz[])
-                 AS t(r, p, w, b, a, d, ref, descr, dn, cb, n, s)
+                        $7::text[], $8::text[], $9::int[], $11::timestamptz[])
+                 AS t(r, p, a, d, ref, descr, dn, cb, n, s)
             ON CONFLICT (request_id) DO NOTHING
             RETURNING id, request_id
             """,
             [j.request_id for j in jobs],
             [j.project_id for j in jobs],
-            [j.workorder_id for j in jobs],
-            [j.bundle_id for j in jobs],
             [j.action for j in jobs],
             [j.dataset_id for j in jobs],
             [j.reference_id for j in jobs],

@@ -15,16 +15,22 @@ def _kib(pid: int, field: str) -> int:
 
 
 class RssSampler:
-    def __init__(self, pid: int, interval: float = 0.1) -> None:
-        self.pid = pid
+    """Peak of the largest worker process (the limit applies per process)."""
+
+    def __init__(self, pids: list[int], interval: float = 0.1) -> None:
+        self.pids = pids
         self.interval = interval
         self.peak_kib = 0
         self._task: asyncio.Task[None] | None = None
 
+    def _sample(self) -> None:
+        for pid in self.pids:
+            with contextlib.suppress(OSError):
+                self.peak_kib = max(self.peak_kib, _kib(pid, "VmRSS"), _kib(pid, "VmHWM"))
+
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(OSError):
-                self.peak_kib = max(self.peak_kib, _kib(self.pid, "VmRSS"), _kib(self.pid, "VmHWM"))
+            self._sample()
             await asyncio.sleep(self.interval)
 
     def start(self) -> None:
@@ -36,6 +42,5 @@ class RssSampler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        with contextlib.suppress(OSError):
-            self.peak_kib = max(self.peak_kib, _kib(self.pid, "VmHWM"))
+        self._sample()
         return round(self.peak_kib / 1024, 1)

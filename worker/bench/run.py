@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -33,6 +34,9 @@ class BenchOptions:
     paced_seconds: float = 8.0
     paced_rate: float | None = None  # default: half the ceiling's consume rate
     skip: frozenset[str] = frozenset()
+    # 0: one `run` process with every role; N: each role in its own processes, N copies
+    # of intake, acks and every product consumer (dispatch: one).
+    copies_per_role: int = 0
 
 
 async def _wait_http(url: str, timeout: float = 30) -> None:
@@ -48,6 +52,14 @@ async def _wait_http(url: str, timeout: float = 30) -> None:
     raise TimeoutError(f"{url} did not answer")
 
 
+def start_workers(env: BenchEnvironment, copies: int) -> list[subprocess.Popen[bytes]]:
+    if copies <= 0:
+        return [env.start("run")]
+    roles = ["intake", "acks", *(f"product:{p}" for p in env.products)]
+    started = [env.start("run", "--role", role) for role in roles for _ in range(copies)]
+    return [*started, env.start("run", "--role", "dispatch")]
+
+
 async def _pipeline_steps(
     env: BenchEnvironment, options: BenchOptions, ceiling: dict[str, Any] | None, advance: Advance
 ) -> dict[str, Any]:
@@ -59,11 +71,11 @@ async def _pipeline_steps(
     try:
         await seed_rows(connection, options.products, 1, total_rows)
         await index_rows(connection, options.products)
-        worker = env.start("run")
+        workers = start_workers(env, options.copies_per_role)
         api_port = free_port()
         env.start("api", "--host", "127.0.0.1", "--port", str(api_port))
         base_url = f"http://127.0.0.1:{api_port}"
-        sampler = RssSampler(worker.pid)
+        sampler = RssSampler([worker.pid for worker in workers])
         sampler.start()
         await env.wait_for_consumers([q.main for q in env.topology.consumer_queues()])
         await _wait_http(f"{base_url}/readyz")

@@ -26,6 +26,12 @@ STEPS = ("ceiling", "pipeline", "workorder", "api")
 @click.option(
     "--paced-rate", type=float, default=None, help="Requests/s of the latency run (default: half the ceiling)."
 )
+@click.option(
+    "--copies-per-role",
+    default=0,
+    show_default=True,
+    help="0: one worker process with every role; N: one process per role, N copies of each consumer role.",
+)
 @click.option("--skip", multiple=True, type=click.Choice(STEPS), help="Leave a step out; repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of tables.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON report here.")
@@ -38,6 +44,7 @@ def bench_command(
     api_requests: int,
     paced_seconds: float,
     paced_rate: float | None,
+    copies_per_role: int,
     skip: tuple[str, ...],
     as_json: bool,
     output: Path | None,
@@ -47,6 +54,7 @@ def bench_command(
     options = BenchOptions(
         requests=requests, identities=identities, products=products, api_jobs=api_jobs, api_clients=api_clients,
         api_requests=api_requests, paced_seconds=paced_seconds, paced_rate=paced_rate, skip=frozenset(skip),
+        copies_per_role=copies_per_role,
     )  # fmt: skip
     with progress(6, "bench") as advance:
         report = common.run(run_bench(loaded, options, advance))

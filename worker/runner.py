@@ -38,7 +38,7 @@ from worker.maintenance import Maintenance
 from worker.products import ProductsFile
 from worker.retry import RetryPolicy
 from worker.roles import Role
-from worker.settings import Settings
+from worker.settings import DEFAULT_IDENTITY_HASH_KEY, Settings
 from worker.topology import Topology
 
 log = structlog.get_logger(__name__)
@@ -96,6 +96,9 @@ class WorkerProcess:
     async def run(self) -> None:
         started = time.monotonic()
         log.info("worker_starting", roles=[str(role) for role in self.roles], prefix=self.settings.topology_prefix)
+        if self.settings.identity_hash_key.get_secret_value() == DEFAULT_IDENTITY_HASH_KEY:
+            # Hashes made with a public key can be checked against guesses by anyone.
+            log.warning("identity_hash_key_is_the_default", setting="DELETION_IDENTITY_HASH_KEY")
         for role in self.roles:
             if role.kind == "product" and role.product is not None:
                 self.handlers[role.product] = build_handler(self.products, role.product, self.settings)

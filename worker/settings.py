@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PRODUCTS_FILE = PACKAGE_ROOT / "deploy" / "products.demo.toml"
 DEFAULT_MIGRATIONS_DIR = PACKAGE_ROOT / "migrations"
+DEFAULT_IDENTITY_HASH_KEY = "change-me-in-production"
 
 
 class Settings(BaseSettings):
@@ -59,7 +60,7 @@ class Settings(BaseSettings):
 
     # Personal data: identity values are replaced by keyed hashes this long after a job ends.
     identity_retention: timedelta = timedelta(days=7)
-    identity_hash_key: SecretStr = SecretStr("change-me-in-production")
+    identity_hash_key: SecretStr = SecretStr(DEFAULT_IDENTITY_HASH_KEY)
 
     # Database pool.
     db_pool_min: int = Field(default=1, ge=0)

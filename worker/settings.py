@@ -43,7 +43,6 @@ class Settings(BaseSettings):
     # Limits of one request.
     max_identities: int = Field(default=100_000, ge=1)
     max_message_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
-    max_identity_length: int = Field(default=1024, ge=1)
 
     # Dispatch: how identities are split into product task messages.
     chunk_size: int = Field(default=10_000, ge=1, le=100_000)

@@ -11,7 +11,6 @@ import asyncio
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -80,7 +79,8 @@ class Publisher:
                     # The client matches a returned message to its publish by message id.
                     message_id=item.message_id or str(uuid.uuid4()),
                     expiration=str(item.expiration_ms) if item.expiration_ms is not None else None,
-                    timestamp=datetime.now(tz=UTC),
+                    # No timestamp property: encoding and decoding it cost ~2% of the CPU
+                    # per message on each side; dead letters carry their own time header.
                 ),
                 mandatory=True,
             )

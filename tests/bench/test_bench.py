@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import aio_pika
+import asyncpg
 import pytest
 
 from worker.bench.report import TARGETS, measurements, render, summary
-from worker.bench.run import BenchOptions, run_bench
+from worker.bench.run import STEP_COUNT, BenchOptions, run_bench
 from worker.settings import Settings
+from worker.topology import Topology
 
 
 @pytest.mark.timeout(240)
@@ -20,22 +23,63 @@ async def test_tiny_bench_reports_every_number(make_settings: Callable[..., Sett
         requests=300, identities=2_000, products=2, api_jobs=2_000, api_requests=100, paced_seconds=1.0, paced_rate=200
     )
     report = await run_bench(settings, options, steps.append)
+
+    assert report["ceiling"]["published_per_s"] > 0
     assert report["ceiling"]["consumed_per_s"] > 0
     assert report["ceiling"]["message_bytes"] > 200
-    assert report["pipeline"]["completed"] == 300
-    assert report["pipeline"]["ratio_to_ceiling"] == pytest.approx(
-        report["pipeline"]["completed_per_s"] / report["ceiling"]["consumed_per_s"], abs=0.001
+    pipeline = report["pipeline"]
+    assert (pipeline["completed"], pipeline["failed"]) == (300, 0)
+    assert pipeline["completed_per_s"] > 0
+    assert pipeline["ratio_to_ceiling"] == pytest.approx(
+        pipeline["completed_per_s"] / report["ceiling"]["consumed_per_s"], abs=0.001
     )
-    assert 0 < report["pipeline"]["latency_p50_ms"] <= report["pipeline"]["latency_p99_ms"]
+    assert 0 < pipeline["latency_p50_ms"] <= pipeline["latency_p99_ms"]
     assert report["paced"]["completed"] == report["paced"]["requests"] > 0
+    assert 0 < report["paced"]["latency_p50_ms"] <= report["paced"]["latency_p99_ms"]
     assert report["workorder"]["status"] == "completed"
-    assert set(report["workorder"]["products"].values()) == {"success"}
-    assert report["api_single_job"]["jobs_in_table"] >= 2_000
-    assert report["api_list_page"]["requests"] == 100
+    assert report["workorder"]["products"] == {"p1": "success", "p2": "success"}
+    assert 0 < report["workorder"]["accept_seconds"] <= report["workorder"]["complete_seconds"]
+    for read in (report["api_single_job"], report["api_list_page"]):
+        assert read["jobs_in_table"] >= 2_000
+        assert read["requests"] == 100
+        assert 0 < read["p50_ms"] <= read["p99_ms"]
+        assert read["per_s"] > 0
     assert report["worker_peak_rss_mb"] > 10
-    assert sum(steps) == 6
+    assert set(report["seconds"]) == {"ceiling", "setup", "pipeline", "paced", "workorder", "api", "total"}
+    assert sum(steps) == STEP_COUNT
+
     assert all(value["value"] is not None for value in summary(report).values())
-    assert len(measurements(report)) == 7
+    assert len(measurements(report)) == 8
     numbers, targets = render(report)
     assert targets.row_count == len(TARGETS)
-    assert numbers.row_count == 7
+    assert numbers.row_count == 8
+
+
+@pytest.mark.timeout(120)
+async def test_skipped_steps_and_cleanup(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings("")
+    steps: list[int] = []
+    options = BenchOptions(requests=50, identities=100, products=1, skip=frozenset({"ceiling", "pipeline", "api"}))
+    report = await run_bench(settings, options, steps.append)
+
+    assert "ceiling" not in report
+    assert "pipeline" not in report
+    assert report["workorder"]["status"] == "completed"
+    assert sum(steps) == STEP_COUNT
+    admin = await asyncpg.connect(settings.database_url)
+    try:
+        database = await admin.fetchval(
+            "SELECT datname FROM pg_database WHERE datname = $1", report["environment"]["database"]
+        )
+    finally:
+        await admin.close()
+    assert database is None
+    topology = Topology(report["environment"]["topology_prefix"], ("p1",))
+    connection = await aio_pika.connect(settings.amqp_url)
+    try:
+        for name in topology.all_queue_names():
+            channel = await connection.channel()
+            with pytest.raises(aio_pika.exceptions.ChannelClosed):
+                await channel.declare_queue(name, passive=True)
+    finally:
+        await connection.close()

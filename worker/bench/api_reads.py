@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from dataclasses import dataclass
@@ -21,27 +22,48 @@ class ReadResult:
     per_s: float
 
 
-async def fill_jobs(connection: asyncpg.Connection, project_key: str, count: int) -> tuple[int, int]:
-    """Insert `count` completed jobs into the project in one statement; returns the id range."""
-    project_id = await connection.fetchval("SELECT id FROM projects WHERE key = $1", project_key)
-    row = await connection.fetchrow(
-        """
-        WITH inserted AS (
-            INSERT INTO jobs (request_id, project_id, workorder_id, bundle_id, action, reference_id, description,
-                              status, identity_count, chunk_size, created_at, updated_at, finished_at)
-            SELECT 'bench-fill-' || g, $1, 'DI-fill-' || g, 'BN-fill-' || g, 'delete_user_data', 'user' || g,
-                   'Delete user sessions of userId = user' || g, 'completed', 1, 10000, now(), now(), now()
-            FROM generate_series(1, $2::int) g
-            RETURNING id
-        )
-        SELECT min(id) AS low, max(id) AS high FROM inserted
-        """,
-        project_id,
-        count,
-    )
-    assert row is not None
-    await connection.execute("ANALYZE jobs")
-    return int(row["low"]), int(row["high"])
+FILL_CONNECTIONS = 2  # one per core of the development machine
+FILL_SQL = """
+    INSERT INTO jobs (request_id, project_id, workorder_id, bundle_id, action, reference_id, description,
+                      status, identity_count, chunk_size, created_at, updated_at, finished_at)
+    SELECT 'bench-fill-' || n, $1, 'DI-fill-' || n, 'BN-fill-' || n, 'delete_user_data', 'user' || n,
+           'Delete user sessions of userId = user' || n, 'completed', 1, 10000, now(), now(), now()
+    FROM generate_series($2::int, $3::int) g, lpad(g::text, 10, '0') n
+"""
+
+
+async def _fill_slice(database_url: str, project_id: int, first: int, last: int) -> None:
+    connection = await asyncpg.connect(database_url)
+    try:
+        # Skips the per-row foreign-key check on project_id (every row names the one real
+        # project): a third of the fill's time. Needs a superuser; without one, the
+        # checks just run.
+        with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
+            await connection.execute("SET session_replication_role = replica")
+        await connection.execute(FILL_SQL, project_id, first, last)
+    finally:
+        await connection.close()
+
+
+async def fill_jobs(database_url: str, project_key: str, count: int) -> tuple[int, int]:
+    """Insert `count` completed jobs into the project; returns the range of ids they got.
+
+    In slices on FILL_CONNECTIONS connections at once, with zero-padded ids so that the
+    unique text indexes grow at their right edge: 1,000,000 rows in about 16 s instead of
+    35 s here. Nothing else inserts jobs meanwhile (the worker is idle), so every id
+    between the largest before and the largest after is one of them."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        project_id = await connection.fetchval("SELECT id FROM projects WHERE key = $1", project_key)
+        before: int = await connection.fetchval("SELECT coalesce(max(id), 0) FROM jobs")
+        size = -(-count // FILL_CONNECTIONS)
+        slices = [(first, min(count, first + size - 1)) for first in range(1, count + 1, size)]
+        await asyncio.gather(*(_fill_slice(database_url, project_id, first, last) for first, last in slices))
+        after: int = await connection.fetchval("SELECT max(id) FROM jobs")
+        await connection.execute("ANALYZE jobs")
+    finally:
+        await connection.close()
+    return before + 1, after
 
 
 def _percentile(values: list[float], fraction: float) -> float:

@@ -21,6 +21,13 @@ from worker.producer import build_request
 
 CONFIRM_WINDOW = 1000
 PREFETCH = 1000
+# A publish unconfirmed or a consumer without a message this long means the broker is in
+# trouble (or the queue went away); the bench stops instead of hanging.
+STALL_SECONDS = 30.0
+
+
+class CeilingStalledError(Exception):
+    pass
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,7 @@ async def _publish(channel: AbstractChannel, queue_name: str, payload: bytes, me
 
     async def publish_one() -> None:
         message = aio_pika.Message(payload, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
-        await channel.default_exchange.publish(message, routing_key=queue_name)
+        await channel.default_exchange.publish(message, routing_key=queue_name, timeout=STALL_SECONDS)
 
     def finished(task: asyncio.Task[None]) -> None:
         in_flight.discard(task)
@@ -88,9 +95,18 @@ async def _consume(channel: AbstractChannel, queue_name: str, messages: int) -> 
 
     started = time.perf_counter()
     tag = await queue.consume(on_message)
-    await done.wait()
-    elapsed = time.perf_counter() - started
-    await queue.cancel(tag)
+    try:
+        while not done.is_set():
+            before = received
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), STALL_SECONDS)
+            if received == before and not done.is_set():
+                raise CeilingStalledError(f"no message for {STALL_SECONDS:g} s after {received} of {messages}")
+        elapsed = time.perf_counter() - started
+    finally:
+        # Also when interrupted: unsubscribed before the queue is deleted, not cancelled by it.
+        with contextlib.suppress(Exception):
+            await queue.cancel(tag)
     return messages / elapsed
 
 

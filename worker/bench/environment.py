@@ -27,16 +27,32 @@ from worker.store.projects import create_project
 from worker.topology import Topology
 
 
+class BenchProcessError(Exception):
+    """A worker or API process of the bench ended early; the message ends with its output."""
+
+
 @dataclass
 class BenchEnvironment:
     settings: Settings
     database_url: str
     prefix: str
     products: list[str]
-    products_file: Path
+    workdir: Path
     project_key: str = ""
     api_key: str = ""
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # Each process writes its output (warnings and errors only) to a file here, shown
+    # when it dies early: a worker that cannot start must not look like a slow one.
+    logs: dict[int, tuple[str, Path]] = field(default_factory=dict)
+    identity_hash_key: str = field(default_factory=lambda: secrets.token_hex(16))
+
+    @property
+    def database_name(self) -> str:
+        return urlsplit(self.database_url).path.lstrip("/")
+
+    @property
+    def products_file(self) -> Path:
+        return self.workdir / "bench-products.toml"
 
     @property
     def topology(self) -> Topology:
@@ -52,23 +68,38 @@ class BenchEnvironment:
             "DELETION_METRICS_PORT": "0",
             "DELETION_LOG_LEVEL": "warning",
             "DELETION_LOG_FORMAT": "json",
+            # A private database: its own key (and no warning about the default one).
+            "DELETION_IDENTITY_HASH_KEY": self.identity_hash_key,
         }
 
     def start(self, *args: str) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-            [sys.executable, "-c", "from worker.cli import main; main()", *args],
-            env=self.env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        """`deletion-worker ARGS` in its own process (its RSS is then its own to sample)."""
+        log = self.workdir / f"process-{len(self.processes)}-{args[0]}.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
+                [sys.executable, "-c", "from worker.cli import main; main()", *args],
+                env=self.env(),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
         self.processes.append(process)
+        self.logs[process.pid] = (" ".join(args), log)
         return process
+
+    def check_processes(self) -> None:
+        for process in self.processes:
+            code = process.poll()
+            if code is not None:
+                command, log = self.logs[process.pid]
+                tail = log.read_text(errors="replace")[-2000:]
+                raise BenchProcessError(f"`deletion-worker {command}` exited with {code}:\n{tail}")
 
     async def wait_for_consumers(self, queues: list[str], timeout: float = 30) -> None:
         connection = await aio_pika.connect(self.settings.amqp_url)
         try:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
+                self.check_processes()
                 channel = await connection.channel()
                 try:
                     counts = [
@@ -104,15 +135,14 @@ async def bench_environment(settings: Settings, product_count: int, workdir: Pat
     name = f"dwbench_{secrets.token_hex(4)}"
     parts = urlsplit(settings.database_url)
     database_url = urlunsplit(parts._replace(path=f"/{name}"))
-    products_file = workdir / "bench-products.toml"
-    products_file.write_text(products_toml(product_count))
     environment = BenchEnvironment(
         settings=settings,
         database_url=database_url,
         prefix=f"bench{secrets.token_hex(4)}",
         products=[f"p{i}" for i in range(1, product_count + 1)],
-        products_file=products_file,
+        workdir=workdir,
     )
+    environment.products_file.write_text(products_toml(product_count))
     admin = await asyncpg.connect(settings.database_url)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
@@ -142,5 +172,7 @@ async def bench_environment(settings: Settings, product_count: int, workdir: Pat
                 await topology.delete(await amqp.channel(), environment.topology)
             finally:
                 await amqp.close()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()

@@ -61,12 +61,13 @@ async def _terminal_counts(connection: asyncpg.Connection) -> tuple[int, int]:
 
 
 async def _wait_terminal(
-    connection: asyncpg.Connection, baseline: tuple[int, int], count: int, timeout: float
+    env: BenchEnvironment, connection: asyncpg.Connection, baseline: tuple[int, int], count: int, timeout: float
 ) -> tuple[int, int]:
     """Polls every 50 ms until `count` more jobs are completed or failed; returns how many of each."""
     deadline = time.monotonic() + timeout
     completed = failed = 0
     while time.monotonic() < deadline:
+        env.check_processes()  # a dead worker ends the bench now, not at the timeout
         now_completed, now_failed = await _terminal_counts(connection)
         completed, failed = now_completed - baseline[0], now_failed - baseline[1]
         if completed + failed >= count:
@@ -136,7 +137,7 @@ async def run_throughput(
             now = time.time()
             published_at.update((r.request_id, now) for r in batch)
             await producer.publish(batch)
-    counts = await _wait_terminal(connection, baseline, count, timeout=max(60.0, count / 200))
+    counts = await _wait_terminal(env, connection, baseline, count, timeout=max(60.0, count / 200))
     polled_end = time.time()
     return _result(count, counts, first_publish, polled_end, await _finished(connection, published_at))
 
@@ -162,6 +163,6 @@ async def run_paced(
             ahead = started + sent / rate - time.perf_counter()
             if ahead > 0:
                 await asyncio.sleep(ahead)
-    counts = await _wait_terminal(connection, baseline, sent, timeout=60)
+    counts = await _wait_terminal(env, connection, baseline, sent, timeout=60)
     polled_end = time.time()
     return _result(sent, counts, first_publish, polled_end, await _finished(connection, published_at))

@@ -49,13 +49,14 @@ def measurements(report: dict[str, Any]) -> list[tuple[str, str]]:
     if "pipeline" in report:
         p = report["pipeline"]
         rows.append(
-            ("pipeline", f"{p['completed']}/{p['requests']} in {p['seconds']} s = {p['completed_per_s']} req/s; "
+            ("pipeline", f"{p['completed']}/{p['requests']} completed{_failed(p)} in {p['seconds']} s = "
+                         f"{p['completed_per_s']} req/s{_ratio(p)}; "
                          f"latency p50 {p['latency_p50_ms']} ms, p99 {p['latency_p99_ms']} ms")
         )  # fmt: skip
     if "paced" in report:
         p = report["paced"]
         rows.append(
-            ("paced", f"{p['requests']} at {p['target_rate_per_s']} req/s: "
+            ("paced", f"{p['completed']}/{p['requests']} completed{_failed(p)} at {p['target_rate_per_s']} req/s: "
                       f"p50 {p['latency_p50_ms']} ms, p99 {p['latency_p99_ms']} ms")
         )  # fmt: skip
     if "workorder" in report:
@@ -73,7 +74,17 @@ def measurements(report: dict[str, Any]) -> list[tuple[str, str]]:
             )  # fmt: skip
     if "worker_peak_rss_mb" in report:
         rows.append(("worker RSS", f"{report['worker_peak_rss_mb']} MB peak"))
+    if "seconds" in report:
+        rows.append(("bench time", ", ".join(f"{step} {s} s" for step, s in report["seconds"].items())))
     return rows
+
+
+def _failed(step: dict[str, Any]) -> str:
+    return f" ({step['failed']} failed)" if step.get("failed") else ""
+
+
+def _ratio(step: dict[str, Any]) -> str:
+    return f" = {step['ratio_to_ceiling']} x ceiling" if "ratio_to_ceiling" in step else ""
 
 
 def render(report: dict[str, Any]) -> tuple[Table, Table]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ from worker.bench.pipeline import index_rows, run_paced, run_throughput, seed_ro
 from worker.bench.workorder import run_workorder
 from worker.progress import Advance
 from worker.settings import Settings
+
+STEP_COUNT = 6  # ceiling, setup, pipeline, paced, workorder, api: one progress tick each
 
 
 @dataclass(frozen=True)
@@ -39,10 +43,30 @@ class BenchOptions:
     copies_per_role: int = 0
 
 
-async def _wait_http(url: str, timeout: float = 30) -> None:
+class StepClock:
+    """Wall time of each step (so a slow bench shows where its minutes went) and one
+    progress tick per step, taken or skipped."""
+
+    def __init__(self, advance: Advance) -> None:
+        self.seconds: dict[str, float] = {}
+        self._advance = advance
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - started, 2)
+        self._advance(1)
+
+    def skipped(self, steps: int = 1) -> None:
+        self._advance(steps)
+
+
+async def _wait_http(env: BenchEnvironment, url: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(timeout=2) as client:
         while time.monotonic() < deadline:
+            env.check_processes()
             try:
                 if (await client.get(url)).status_code == 200:
                     return
@@ -60,74 +84,91 @@ def start_workers(env: BenchEnvironment, copies: int) -> list[subprocess.Popen[b
     return [*started, env.start("run", "--role", "dispatch")]
 
 
-async def _pipeline_steps(
-    env: BenchEnvironment, options: BenchOptions, ceiling: dict[str, Any] | None, advance: Advance
+async def _api_reads(
+    env: BenchEnvironment, connection: asyncpg.Connection, base_url: str, options: BenchOptions
+) -> dict[str, Any]:
+    low, high = await fill_jobs(env.database_url, env.project_key, options.api_jobs)
+    total: int = await connection.fetchval("SELECT count(*) FROM jobs")
+    single = await measure_reads(
+        base_url, env.api_key, job_paths(env.project_key, low, high, options.api_requests), options.api_clients, total
+    )
+    listing = await measure_reads(
+        base_url, env.api_key, list_paths(env.project_key, options.api_requests), options.api_clients, total
+    )
+    return {"api_single_job": asdict(single), "api_list_page": asdict(listing)}
+
+
+async def _steps_in_environment(
+    env: BenchEnvironment, options: BenchOptions, ceiling: dict[str, Any] | None, clock: StepClock
 ) -> dict[str, Any]:
     report: dict[str, Any] = {}
     paced_rate = options.paced_rate or (ceiling["consumed_per_s"] / 2 if ceiling else 1000.0)
-    paced_max = int(paced_rate * options.paced_seconds) + 100
-    total_rows = options.requests + paced_max + options.identities
+    # The paced run may overshoot its duration by one 50 ms tick; identities must not
+    # overlap the work order's, or its handlers would find nothing to delete.
+    paced_max = int(paced_rate * (options.paced_seconds + 0.1)) + 100
     connection = await asyncpg.connect(env.database_url)
     try:
-        await seed_rows(connection, options.products, 1, total_rows)
-        await index_rows(connection, options.products)
-        workers = start_workers(env, options.copies_per_role)
-        api_port = free_port()
-        env.start("api", "--host", "127.0.0.1", "--port", str(api_port))
-        base_url = f"http://127.0.0.1:{api_port}"
+        with clock.step("setup"):
+            await seed_rows(connection, options.products, 1, options.requests + paced_max + options.identities)
+            await index_rows(connection, options.products)
+            workers = start_workers(env, options.copies_per_role)
+            base_url = f"http://127.0.0.1:{free_port()}"
+            env.start("api", "--host", "127.0.0.1", "--port", base_url.rsplit(":", 1)[1])
+            await env.wait_for_consumers([q.main for q in env.topology.consumer_queues()])
+            await _wait_http(env, f"{base_url}/readyz")
+        # The worker's memory over everything it processes: pipeline, paced run, work order.
         sampler = RssSampler([worker.pid for worker in workers])
         sampler.start()
-        await env.wait_for_consumers([q.main for q in env.topology.consumer_queues()])
-        await _wait_http(f"{base_url}/readyz")
-        advance(1)
-        next_identity = 1
-        if "pipeline" not in options.skip:
-            result = await run_throughput(env, connection, next_identity, options.requests)
-            report["pipeline"] = asdict(result)
-            next_identity += options.requests
-            advance(1)
-            paced = await run_paced(env, connection, next_identity, paced_rate, options.paced_seconds)
-            report["paced"] = {**asdict(paced), "target_rate_per_s": round(paced_rate, 1)}
-            next_identity += paced_max
-            advance(1)
-        if "workorder" not in options.skip:
-            order = await run_workorder(base_url, env.api_key, env.project_key, next_identity, options.identities)
-            report["workorder"] = asdict(order)
-            advance(1)
-        report["worker_peak_rss_mb"] = await sampler.stop()
-        if "api" not in options.skip:
-            low, high = await fill_jobs(connection, env.project_key, options.api_jobs)
-            total = await connection.fetchval("SELECT count(*) FROM jobs")
-            single = await measure_reads(
-                base_url,
-                env.api_key,
-                job_paths(env.project_key, low, high, options.api_requests),
-                options.api_clients,
-                total,
-            )
-            listing = await measure_reads(
-                base_url, env.api_key, list_paths(env.project_key, options.api_requests), options.api_clients, total
-            )
-            report["api_single_job"] = asdict(single)
-            report["api_list_page"] = asdict(listing)
-            advance(1)
+        try:
+            if "pipeline" in options.skip:
+                clock.skipped(2)
+            else:
+                with clock.step("pipeline"):
+                    result = await run_throughput(env, connection, 1, options.requests)
+                    report["pipeline"] = asdict(result)
+                with clock.step("paced"):
+                    paced = await run_paced(env, connection, 1 + options.requests, paced_rate, options.paced_seconds)
+                    report["paced"] = {**asdict(paced), "target_rate_per_s": round(paced_rate, 1)}
+            if "workorder" in options.skip:
+                clock.skipped()
+            else:
+                with clock.step("workorder"):
+                    first = 1 + options.requests + paced_max
+                    order = await run_workorder(
+                        base_url, env.api_key, env.project_key, first, options.identities, alive=env.check_processes
+                    )
+                    report["workorder"] = asdict(order)
+        finally:
+            report["worker_peak_rss_mb"] = await sampler.stop()
+        if "api" in options.skip:
+            clock.skipped()
+        else:
+            with clock.step("api"):
+                report.update(await _api_reads(env, connection, base_url, options))
     finally:
         await connection.close()
     return report
 
 
 async def run_bench(settings: Settings, options: BenchOptions, advance: Advance) -> dict[str, Any]:
+    """Runs every step not skipped; everything it made is removed when it returns or fails."""
+    started = time.perf_counter()
     report: dict[str, Any] = {"options": {**asdict(options), "skip": sorted(options.skip)}}
+    clock = StepClock(advance)
     ceiling: dict[str, Any] | None = None
-    if "ceiling" not in options.skip:
-        ceiling = asdict(await measure_ceiling(settings.amqp_url, options.requests))
+    if "ceiling" in options.skip:
+        clock.skipped()
+    else:
+        with clock.step("ceiling"):
+            ceiling = asdict(await measure_ceiling(settings.amqp_url, options.requests))
         report["ceiling"] = ceiling
-    advance(1)
     with tempfile.TemporaryDirectory(prefix="dwbench-") as workdir:
         async with bench_environment(settings, options.products, Path(workdir)) as env:
-            report.update(await _pipeline_steps(env, options, ceiling, advance))
+            report["environment"] = {"database": env.database_name, "topology_prefix": env.prefix}
+            report.update(await _steps_in_environment(env, options, ceiling, clock))
     if ceiling and "pipeline" in report:
         report["pipeline"]["ratio_to_ceiling"] = round(
             report["pipeline"]["completed_per_s"] / ceiling["consumed_per_s"], 3
         )
+    report["seconds"] = {**clock.seconds, "total": round(time.perf_counter() - started, 1)}
     return report

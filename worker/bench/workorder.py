@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -19,7 +20,12 @@ class WorkOrderResult:
     products: dict[str, str]
 
 
-async def run_workorder(base_url: str, api_key: str, project_key: str, first: int, identities: int) -> WorkOrderResult:
+async def run_workorder(
+    base_url: str, api_key: str, project_key: str, first: int, identities: int, *, alive: Callable[[], None]
+) -> WorkOrderResult:
+    """POSTs identities u<first>.. as one work order, then polls GET /workorder/{id} every
+    50 ms. Both times count from the start of the POST. `alive` raises when a bench
+    process died (no point waiting then)."""
     body = orjson.dumps(
         {
             "action": "delete_identity",
@@ -41,6 +47,7 @@ async def run_workorder(base_url: str, api_key: str, project_key: str, first: in
             view = (await client.get(f"/workorder/{workorder_id}", headers=headers)).json()
             if view.get("status") in {"completed", "failed", "cancelled"}:
                 break
+            alive()
             await asyncio.sleep(0.05)
         completed = time.perf_counter() - started
     details = view.get("productStatusDetails") or []

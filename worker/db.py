@@ -23,6 +23,17 @@ def is_transient(error: BaseException) -> bool:
     return False
 
 
+class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pool connection returned without asyncpg's reset statement (RESET ALL, UNLISTEN *,
+    CLOSE ALL, pg_advisory_unlock_all): a round trip on every release. Our pooled sessions
+    keep no state: settings and advisory locks are transaction-scoped, the dispatcher
+    removes its listener before it releases the connection, and asyncpg still rolls back
+    an open transaction and drops listener callbacks on release."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def init_connection(connection: asyncpg.Connection) -> None:
     await connection.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
@@ -33,6 +44,7 @@ async def create_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
         "max_size": settings.db_pool_max,
         "init": init_connection,
         "command_timeout": 60,
+        "connection_class": PooledConnection,
     }
     options.update(overrides)
     pool = await asyncpg.create_pool(settings.database_url, **options)

@@ -22,6 +22,7 @@ from worker.broker import Outgoing, Publisher
 from worker.store.dispatch import (
     DueJob,
     ProductTaskRecord,
+    TaskPlan,
     claim_due_jobs,
     load_identities,
     plan_tasks,
@@ -34,13 +35,12 @@ from worker.topology import Topology
 log = structlog.get_logger(__name__)
 
 
-def task_message(
-    record: ProductTaskRecord, jobs: dict[int, DueJob], identities: dict[int, list[tuple[str, str]]]
-) -> bytes:
-    """The product task as JSON (the ProductTask schema). Built from plain dicts: this runs
-    for every identity of every job, and model objects would cost several times more."""
+def task_items(plan: TaskPlan, jobs: dict[int, DueJob], identities: dict[int, list[tuple[str, str]]]) -> bytes:
+    """The `items` of a product task as JSON (the ProductTask schema). Built from plain
+    dicts: this runs for every identity of every job, and model objects would cost several
+    times more. Every product gets the same items, so they are encoded once per plan."""
     items = []
-    for chunk in record.plan.chunks:
+    for chunk in plan.chunks:
         job = jobs[chunk.job_id]
         values = identities[chunk.job_id][chunk.seq_from : chunk.seq_to]
         items.append(
@@ -51,7 +51,13 @@ def task_message(
                 "identities": [{"namespace": {"code": ns}, "id": value} for ns, value in values],
             }
         )
-    return orjson.dumps({"taskId": str(record.task_id), "product": record.product, "items": items})
+    return orjson.dumps(items)
+
+
+def task_message(record: ProductTaskRecord, items: bytes) -> bytes:
+    """The whole task: its own id and product around the plan's encoded items."""
+    head = orjson.dumps({"taskId": str(record.task_id), "product": record.product})
+    return head[:-1] + b',"items":' + items + b"}"
 
 
 class Dispatcher:
@@ -97,12 +103,13 @@ class Dispatcher:
             plans = plan_tasks(jobs, self.chunk_size, self.task_max_items)
             tasks = product_tasks(plans, products)
             await record_dispatch(connection, jobs, tasks)
+            encoded = {plan: task_items(plan, by_id, identities) for plan in plans}
             await self.publisher.publish(
                 [
                     Outgoing(
                         exchange=self.topology.products_exchange,
                         routing_key=task.product,
-                        body=task_message(task, by_id, identities),
+                        body=task_message(task, encoded[task.plan]),
                         message_id=str(task.task_id),
                         queue_label=self.topology.product(task.product).main,
                     )

@@ -45,8 +45,19 @@ def products(loaded: Settings) -> ProductsFile:
     return load_products(loaded.products_file)
 
 
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it exists: the worker and the producer spend a large share of their
+    time in the event loop itself, and uvloop made a request ~5-10% cheaper for both."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional: not built for every platform
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coroutine)
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        return runner.run(coroutine)
 
 
 async def connect_database(loaded: Settings) -> asyncpg.Connection:

@@ -50,13 +50,13 @@ class AcksConsumer(BatchConsumer):
             results.extend(
                 ChunkResult(
                     task_id,
-                    r.job_id,
+                    r["jobId"],
                     parsed.product,
-                    r.status,
-                    (r.error or "failed")[:500] if r.status == "failed" else None,
+                    r["status"],
+                    (r.get("error") or "failed")[:500] if r["status"] == "failed" else None,
                 )
                 for r in parsed.results
-                if r.status != "cancelled"
+                if r["status"] != "cancelled"
             )
         if not results:
             return dispositions

@@ -94,7 +94,7 @@ class ProductConsumer(BatchConsumer):
                 tasks[index] = task
         if not tasks:
             return
-        job_ids = sorted({item.job_id for task in tasks.values() for item in task.items})
+        job_ids = sorted({item["jobId"] for task in tasks.values() for item in task.items})
         async with self.pool.acquire() as connection:
             cancelled = await cancelled_jobs(connection, job_ids)
         outcomes = await asyncio.gather(*(self._run(task, cancelled) for task in tasks.values()))
@@ -113,13 +113,13 @@ class ProductConsumer(BatchConsumer):
         if not done:
             try:
                 async with self.pool.acquire() as connection:
-                    await mark_running(connection, self.product, [item.job_id for item in task.items])
+                    await mark_running(connection, self.product, [item["jobId"] for item in task.items])
             except Exception as error:  # noqa: BLE001 - a missed `running` mark is cosmetic
                 log.warning("running_mark_failed", product=self.product, error=describe(error))
         return await running
 
     async def _run(self, task: ProductTask, cancelled: set[int]) -> Outgoing | Retry:
-        live = [item for item in task.items if item.job_id not in cancelled]
+        live = [item for item in task.items if item["jobId"] not in cancelled]
         results: dict[int, ItemResult] = {}
         if live:
             started = time.perf_counter()
@@ -148,12 +148,12 @@ class ProductConsumer(BatchConsumer):
             "taskId": task.task_id,
             "product": self.product,
             "results": [
-                {"jobId": item.job_id, "status": "cancelled", "error": None}
-                if item.job_id in cancelled
+                {"jobId": item["jobId"], "status": "cancelled", "error": None}
+                if item["jobId"] in cancelled
                 else {
-                    "jobId": item.job_id,
-                    "status": results.get(item.job_id, missing).status,
-                    "error": results.get(item.job_id, missing).error,
+                    "jobId": item["jobId"],
+                    "status": results.get(item["jobId"], missing).status,
+                    "error": results.get(item["jobId"], missing).error,
                 }
                 for item in task.items
             ],

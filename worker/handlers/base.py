@@ -32,7 +32,7 @@ class Handler(ABC):
         """The identity values this product deletes: those of its namespaces, de-duplicated."""
         seen: dict[str, None] = {}
         for item in items:
-            for identity in item.identities:
+            for identity in item["identities"]:
                 if self.wanted(identity):
                     seen.setdefault(identity["id"])
         return list(seen)
@@ -45,4 +45,4 @@ class Handler(ABC):
 
 
 def failed_items(task: ProductTask, error: PermanentError) -> dict[int, ItemResult]:
-    return {item.job_id: ItemResult("failed", str(error)) for item in task.items}
+    return {item["jobId"]: ItemResult("failed", str(error)) for item in task.items}

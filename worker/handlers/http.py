@@ -38,8 +38,7 @@ class HttpHandler(Handler):
             task = task.model_copy(
                 update={
                     "items": [
-                        item.model_copy(update={"identities": [i for i in item.identities if self.wanted(i)]})
-                        for item in task.items
+                        {**item, "identities": [i for i in item["identities"] if self.wanted(i)]} for item in task.items
                     ]
                 }
             )
@@ -64,7 +63,7 @@ class HttpHandler(Handler):
 
     @staticmethod
     def _results(task: ProductTask, response: httpx.Response) -> dict[int, ItemResult]:
-        results = {item.job_id: SUCCESS for item in task.items}
+        results = {item["jobId"]: SUCCESS for item in task.items}
         if not response.content:
             return results
         try:
@@ -78,8 +77,8 @@ class HttpHandler(Handler):
         except ValidationError as error:
             raise PermanentError("http: answer has malformed `results`") from error
         for result in ack.results:
-            if result.job_id in results and result.status == "failed":
-                results[result.job_id] = ItemResult("failed", (result.error or "failed")[:500])
+            if result["jobId"] in results and result["status"] == "failed":
+                results[result["jobId"]] = ItemResult("failed", (result.get("error") or "failed")[:500])
         return results
 
     async def close(self) -> None:

@@ -40,7 +40,7 @@ class PostgresHandler(Handler):
                 if isinstance(error, asyncpg.PostgresError):
                     raise PermanentError(f"postgres: {describe(error)}") from error
                 raise
-        return {item.job_id: SUCCESS for item in task.items}
+        return {item["jobId"]: SUCCESS for item in task.items}
 
     async def close(self) -> None:
         if self._pool is not None:

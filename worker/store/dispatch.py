@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import asyncpg
 
@@ -23,8 +24,10 @@ class DueJob:
     chunk_size: int
 
 
-@dataclass(frozen=True)
-class Chunk:
+class Chunk(NamedTuple):
+    """A tuple: dispatch makes one per job and product round, and tuples are the cheapest
+    immutable record to create."""
+
     job_id: int
     chunk_no: int
     seq_from: int
@@ -35,7 +38,7 @@ class Chunk:
         return self.seq_to - self.seq_from
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: the same plan is sent to every product
 class TaskPlan:
     """Chunks that travel together in one task message (one per product)."""
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 import asyncpg
 
 from tests.cli.conftest import Invoke
-from tests.support import WorkerHandle, job_ids_for, publish, request, wait_for_jobs
+from tests.support import WorkerHandle, end_job, job_ids_for, publish, request, wait_for_jobs
 from worker.settings import Settings
 from worker.store.retention import hash_expired_identities
 
@@ -65,7 +65,7 @@ async def test_list_show_cancel_verify(
         await invoke(settings, "jobs", "verify", str(done_id), "--identity", "userId:inspect-me@example.com")
     ).exit_code == 0
     async with pool.acquire() as connection:
-        await connection.execute("UPDATE jobs SET finished_at = now() - interval '30 days' WHERE id = $1", done_id)
+        await end_job(connection, done_id, "completed", ago=timedelta(days=30))
         await hash_expired_identities(
             connection, settings.identity_hash_key.get_secret_value().encode(), timedelta(days=7)
         )

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import asyncpg
 
+from tests.support import end_job
 from worker.maintenance import Maintenance
 from worker.settings import Settings
 from worker.store.jobs import NewJob, create_jobs
@@ -37,10 +38,8 @@ async def test_ended_jobs_keep_only_hashes_after_retention(
             None,
         )
         old, new, running = created.values()
-        await connection.execute(
-            "UPDATE jobs SET status = 'completed', finished_at = now() - interval '8 days' WHERE id = $1", old
-        )
-        await connection.execute("UPDATE jobs SET status = 'completed', finished_at = now() WHERE id = $1", new)
+        await end_job(connection, old, "completed", ago=timedelta(days=8))
+        await end_job(connection, new, "completed")
 
         jobs, identities = await hash_expired_identities(connection, KEY, timedelta(days=7))
         assert (jobs, identities) == (1, 1)
@@ -79,7 +78,7 @@ async def test_maintenance_round_hashes_and_counts(
             None,
         )
         [job_id] = created.values()
-        await connection.execute("UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE id = $1", job_id)
+        await end_job(connection, job_id, "cancelled")
     maintenance = Maintenance(pool, make_settings(identity_retention=timedelta(0)))
     assert await maintenance.run_once() >= 1
     values = await pool.fetch("SELECT value FROM job_identities WHERE job_id = $1", job_id)

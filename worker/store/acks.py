@@ -80,15 +80,19 @@ WITH outcome AS (
                FILTER (WHERE status = 'failed') AS errors
     FROM product_status WHERE job_id = ANY($1::bigint[])
     GROUP BY job_id
+), finished AS (
+    UPDATE jobs j SET
+        status = CASE WHEN o.any_failed THEN 'failed' ELSE 'completed' END,
+        errors = o.errors,
+        finished_at = now(),
+        updated_at = now()
+    FROM outcome o
+    WHERE j.id = o.job_id AND o.ended AND j.status = 'running'
+    RETURNING j.id, j.status, j.finished_at
+), queued AS (
+    INSERT INTO retention_queue (finished_at, job_id) SELECT finished_at, id FROM finished
 )
-UPDATE jobs j SET
-    status = CASE WHEN o.any_failed THEN 'failed' ELSE 'completed' END,
-    errors = o.errors,
-    finished_at = now(),
-    updated_at = now()
-FROM outcome o
-WHERE j.id = o.job_id AND o.ended AND j.status = 'running'
-RETURNING j.id, j.status
+SELECT id, status FROM finished
 """
 
 

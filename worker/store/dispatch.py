@@ -82,14 +82,30 @@ def plan_tasks(jobs: list[DueJob], max_identities: int, max_items: int) -> list[
 
 
 async def claim_due_jobs(connection: asyncpg.Connection, limit: int) -> list[DueJob]:
-    """Lock up to `limit` scheduled jobs that are due; other dispatchers skip them."""
+    """Take up to `limit` due jobs off the dispatch queue, oldest due first, and lock them.
+
+    Queue rows another dispatcher holds are skipped. The rows are deleted in the caller's
+    transaction: if it does not commit, they are back. A job cancelled while queued is
+    dropped here (its row is taken, the job is not returned); the row lock waits for a
+    cancel in progress and then sees its outcome."""
     rows = await connection.fetch(
         """
-        SELECT id, project_id, dataset_id, identity_count, chunk_size FROM jobs
-        WHERE status = 'scheduled' AND (start_at IS NULL OR start_at <= now())
-        ORDER BY start_at NULLS FIRST, id
-        LIMIT $1
-        FOR UPDATE SKIP LOCKED
+        WITH due AS (
+            SELECT due_at, job_id FROM dispatch_queue
+            WHERE due_at <= now()
+            ORDER BY due_at, job_id
+            LIMIT $1
+            FOR UPDATE SKIP LOCKED
+        ), taken AS (
+            DELETE FROM dispatch_queue q USING due
+            WHERE q.due_at = due.due_at AND q.job_id = due.job_id
+            RETURNING q.job_id
+        )
+        SELECT j.id, j.project_id, j.dataset_id, j.identity_count, j.chunk_size
+        FROM jobs j JOIN taken t ON t.job_id = j.id
+        WHERE j.status = 'scheduled'
+        ORDER BY j.id
+        FOR UPDATE OF j
         """,
         limit,
     )
@@ -129,9 +145,11 @@ async def record_dispatch(connection: asyncpg.Connection, jobs: list[DueJob], ta
     )
     new_status = "running" if tasks else "completed"
     await connection.execute(
-        "UPDATE jobs SET status = $2, dispatched_at = now(), updated_at = now(),"
+        "WITH dispatched AS (UPDATE jobs SET status = $2, dispatched_at = now(), updated_at = now(),"
         " finished_at = CASE WHEN $2 = 'completed' THEN now() END"
-        " WHERE id = ANY($1::bigint[])",
+        " WHERE id = ANY($1::bigint[]) RETURNING id, finished_at)"
+        " INSERT INTO retention_queue (finished_at, job_id)"
+        " SELECT finished_at, id FROM dispatched WHERE finished_at IS NOT NULL",
         [job.job_id for job in jobs],
         new_status,
     )

@@ -57,16 +57,22 @@ async def create_jobs(
     if not jobs:
         return {}
     async with connection.transaction():
+        # New jobs enter the dispatch queue in the same statement.
         rows = await connection.fetch(
             """
-            INSERT INTO jobs (request_id, project_id, action, dataset_id, reference_id, description,
-                              display_name, created_by, identity_count, chunk_size, start_at)
-            SELECT r, p, a, d, ref, descr, dn, cb, n, $10, s
-            FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
-                        $7::text[], $8::text[], $9::int[], $11::timestamptz[])
-                 AS t(r, p, a, d, ref, descr, dn, cb, n, s)
-            ON CONFLICT (request_id) DO NOTHING
-            RETURNING id, request_id
+            WITH created AS (
+                INSERT INTO jobs (request_id, project_id, action, dataset_id, reference_id, description,
+                                  display_name, created_by, identity_count, chunk_size, start_at)
+                SELECT r, p, a, d, ref, descr, dn, cb, n, $10, s
+                FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+                            $7::text[], $8::text[], $9::int[], $11::timestamptz[])
+                     AS t(r, p, a, d, ref, descr, dn, cb, n, s)
+                ON CONFLICT (request_id) DO NOTHING
+                RETURNING id, request_id, coalesce(start_at, created_at) AS due_at
+            ), queued AS (
+                INSERT INTO dispatch_queue (due_at, job_id) SELECT due_at, id FROM created
+            )
+            SELECT id, request_id FROM created
             """,
             [j.request_id for j in jobs],
             [j.project_id for j in jobs],
@@ -132,7 +138,9 @@ async def cancel_job(connection: asyncpg.Connection, job_id: int, project_id: in
         if row["status"] not in ACTIVE_JOB_STATUSES:
             raise CancelRefusedError(job_id, row["status"])
         await connection.execute(
-            "UPDATE jobs SET status = 'cancelled', updated_at = now(), finished_at = now() WHERE id = $1",
+            "WITH ended AS (UPDATE jobs SET status = 'cancelled', updated_at = now(), finished_at = now()"
+            " WHERE id = $1 RETURNING id, finished_at)"
+            " INSERT INTO retention_queue (finished_at, job_id) SELECT finished_at, id FROM ended",
             job_id,
         )
         await connection.execute(
@@ -149,7 +157,7 @@ async def cancel_job(connection: asyncpg.Connection, job_id: int, project_id: in
 async def delete_jobs(connection: asyncpg.Connection, job_ids: list[int]) -> None:
     """Remove jobs and every row that belongs to them."""
     async with connection.transaction():
-        for table in ("task_chunks", "product_status", "job_identities"):
+        for table in ("task_chunks", "product_status", "job_identities", "dispatch_queue", "retention_queue"):
             await connection.execute(f"DELETE FROM {table} WHERE job_id = ANY($1::bigint[])", job_ids)  # noqa: S608
         await connection.execute("DELETE FROM jobs WHERE id = ANY($1::bigint[])", job_ids)
 

@@ -24,16 +24,25 @@ def identity_hash(key: bytes, namespace: str, value: str) -> bytes:
 async def hash_expired_identities(
     connection: asyncpg.Connection, key: bytes, retention: timedelta, max_jobs: int = 500
 ) -> tuple[int, int]:
-    """Hash the identities of up to `max_jobs` ended jobs past retention; returns (jobs, identities)."""
+    """Hash the identities of up to `max_jobs` ended jobs past retention; returns (jobs, identities).
+
+    The jobs come off the retention queue (a row per ended job, written when it ended);
+    rows another process holds are skipped, and taking them commits with the hashing."""
     async with connection.transaction():
         job_ids = [
-            row["id"]
+            row["job_id"]
             for row in await connection.fetch(
                 """
-                SELECT id FROM jobs
-                WHERE finished_at IS NOT NULL AND identities_hashed_at IS NULL AND finished_at < now() - $1::interval
-                ORDER BY finished_at LIMIT $2
-                FOR UPDATE SKIP LOCKED
+                WITH due AS (
+                    SELECT finished_at, job_id FROM retention_queue
+                    WHERE finished_at < now() - $1::interval
+                    ORDER BY finished_at, job_id
+                    LIMIT $2
+                    FOR UPDATE SKIP LOCKED
+                )
+                DELETE FROM retention_queue q USING due
+                WHERE q.finished_at = due.finished_at AND q.job_id = due.job_id
+                RETURNING q.job_id
                 """,
                 retention,
                 max_jobs,

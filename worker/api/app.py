@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from worker.api import health, routes_jobs, routes_workorders
 from worker.api.auth import KeyCache
 from worker.api.errors import install_error_handlers
+from worker.api.json_body import document_bodies
 from worker.api.limits import BodyLimitMiddleware
 from worker.api.metrics import MetricsMiddleware
 from worker.api.state import ApiState
@@ -47,6 +48,7 @@ def create_app(settings: Settings, products: ProductsFile, pool: asyncpg.Pool | 
     app.include_router(routes_jobs.public_jobs)
     app.include_router(routes_jobs.legacy_jobs)
     app.include_router(routes_workorders.router)
+    document_bodies(app, *routes_workorders.SELF_PARSED_BODIES)
     app.include_router(health.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(MetricsMiddleware)

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from schemas.api import ErrorBody, WorkOrder, WorkOrderCreate, WorkOrderList, WorkOrderUpdate
 from worker.api.auth import bearer_owner
 from worker.api.errors import ApiError, not_found
+from worker.api.json_body import gc_paused, json_body_openapi, parse_json_body
 from worker.api.paging import Paging, paging
 from worker.api.routes_jobs import create_or_find, project_of
 from worker.api.state import ApiState, json_response
@@ -21,6 +22,8 @@ from worker.store.views import get_org_workorder, list_org_workorders, update_wo
 
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 404, 413, 415)}
 router = APIRouter(prefix="/workorder", tags=["work orders"], responses=ERRORS)
+# Bodies the routes here read themselves (json_body): documented by the app, not by FastAPI.
+SELF_PARSED_BODIES = (WorkOrderCreate,)
 Owner = Annotated[ApiKeyOwner, Depends(bearer_owner)]
 
 
@@ -30,32 +33,40 @@ async def _full_view(state: ApiState, row: dict[str, Any], org_id: str) -> dict[
     return workorder_view(row, org_id, products, state.products.display_names())
 
 
-@router.post("", response_model=WorkOrder, summary="Create a record-delete request")
+@router.post(
+    "",
+    response_model=WorkOrder,
+    summary="Create a record-delete request",
+    openapi_extra=json_body_openapi(WorkOrderCreate, "Up to 100,000 identities."),
+)
 async def create_workorder(
     request: Request,
     owner: Owner,
-    order: Annotated[WorkOrderCreate, Body(description="Up to 100,000 identities.")],
     x_sandbox_name: Annotated[str | None, Header(description="The projectKey of the project.")] = None,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
     """Deletes identities from one dataset or all (`datasetId: ALL`). Committed before the answer."""
+    order = await parse_json_body(request, WorkOrderCreate)
     if not x_sandbox_name:
         raise ApiError(400, "name the project in the x-sandbox-name header (its projectKey)")
     project_id = await project_of(request, x_sandbox_name, owner)
     state: ApiState = request.app.state.api
     request_id = f"api:{project_id}:{idempotency_key}" if idempotency_key else f"api:{uuid.uuid4()}"
-    job = NewJob(
-        request_id=request_id,
-        project_id=project_id,
-        identities=[(identity["namespace"]["code"], identity["id"]) for identity in order.identities],
-        action="delete_identity",
-        dataset_id=order.datasetId,
-        display_name=order.displayName,
-        description=order.description,
-        created_by=owner.prefix,
-    )
     async with state.pool.acquire() as connection:
-        await create_or_find(connection, state, job)
+        # The identity rows handed to COPY are as many new objects again: no collector
+        # passes over them either (~0.1 s of a 100,000-identity order's acceptance).
+        with gc_paused():
+            job = NewJob(
+                request_id=request_id,
+                project_id=project_id,
+                identities=[(identity["namespace"]["code"], identity["id"]) for identity in order.identities],
+                action="delete_identity",
+                dataset_id=order.datasetId,
+                display_name=order.displayName,
+                description=order.description,
+                created_by=owner.prefix,
+            )
+            await create_or_find(connection, state, job)
         row = await get_org_workorder(
             connection,
             owner.org_id,

@@ -1,0 +1,99 @@
+"""Large JSON bodies parsed and validated in one pass, with the garbage collector paused.
+
+FastAPI parses a body with `json.loads` and then validates the Python objects: for a
+100,000-identity work order (4.6 MB) that is two passes over 300,000 new objects, and
+allocating that many tracked objects sets off the cyclic garbage collector over and
+over, each time walking the process's whole heap. Measured in the API process: 0.5-0.6 s
+of the 1.0 s a work order took to be accepted. Pydantic's `model_validate_json` does
+both in one pass, and the objects it builds (dicts, lists, strings) cannot form cycles,
+so pausing the collector while they are built loses nothing.
+
+The route then declares its body through `openapi_extra` (FastAPI's documented way for
+a body the endpoint reads itself), and `document_bodies` adds the models to the
+document's components, so /openapi.json describes it as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+
+Model = TypeVar("Model", bound=BaseModel)
+
+_COMPONENT_REF = "#/components/schemas/{model}"
+_pauses = 0
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside (reference counting still frees what it can).
+
+    Nests, and is safe across awaits: the collector comes back when the last pause ends,
+    and only if it was on when the first began."""
+    global _pauses  # noqa: PLW0603 - one collector per process, one count of who paused it
+    if _pauses == 0 and not gc.isenabled():
+        yield  # someone else turned it off: theirs to turn back on
+        return
+    _pauses += 1
+    gc.disable()
+    try:
+        yield
+    finally:
+        _pauses -= 1
+        if _pauses == 0:
+            gc.enable()
+
+
+def _is_json(content_type: str) -> bool:
+    # The media types FastAPI itself parses as JSON: application/json and application/*+json.
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    main, _, sub = media_type.partition("/")
+    return main == "application" and (sub == "json" or sub.endswith("+json"))
+
+
+async def parse_json_body(request: Request, model: type[Model]) -> Model:
+    """The body as `model`, or the RequestValidationError FastAPI would have raised (the
+    API's error handler turns it into a 400, or a 415 for a body that is not JSON)."""
+    body = await request.body()
+    if not body:
+        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required"}])
+    if not _is_json(request.headers.get("content-type", "")):
+        raise RequestValidationError([{"type": "model_attributes_type", "loc": ("body",), "msg": "not JSON"}])
+    try:
+        with gc_paused():
+            return model.model_validate_json(body)
+    except ValidationError as error:
+        # Never the input in the errors: it may be personal data.
+        problems = error.errors(include_url=False, include_input=False, include_context=False)
+        raise RequestValidationError([{**p, "loc": ("body", *p["loc"])} for p in problems]) from None
+
+
+def json_body_openapi(model: type[BaseModel], description: str) -> dict[str, Any]:
+    """`openapi_extra` for a route that reads `model` from its body with parse_json_body."""
+    schema = {"$ref": _COMPONENT_REF.format(model=model.__name__), "description": description}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def document_bodies(app: FastAPI, *models: type[BaseModel]) -> None:
+    """Adds each model (and the models it uses) to the OpenAPI components."""
+    generate: Callable[[], dict[str, Any]] = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            for model in models:
+                schema = model.model_json_schema(ref_template=_COMPONENT_REF)
+                for name, definition in schema.pop("$defs", {}).items():
+                    schemas.setdefault(name, definition)
+                schemas.setdefault(model.__name__, schema)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the document

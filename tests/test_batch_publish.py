@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -129,10 +130,11 @@ async def test_a_channel_closed_under_a_batch_fails_every_message_without_hangin
     channel = await connection.channel(publisher_confirms=True)
     underlay = await channel.get_underlay_channel()
     assert isinstance(underlay, aiormq.Channel)
-    props = spec.Basic.Properties(message_id="m1")
     # Publishing to an exchange that does not exist makes the broker close the channel.
     missing_exchange = f"batchpub-missing-{secrets.token_hex(4)}"
-    publishes = [batch_publish.Publish(missing_exchange, "k", props, b"x")] * 3
+    publishes = [
+        batch_publish.Publish(missing_exchange, "k", spec.Basic.Properties(message_id=f"m{i}"), b"x") for i in range(3)
+    ]
     results = await asyncio.wait_for(batch_publish.publish_batch(underlay, publishes), timeout=10)
     assert len(results) == 3
     assert all(isinstance(result, ChannelNotFoundEntity) for result in results)
@@ -175,3 +177,74 @@ async def test_the_installed_aiormq_allows_batched_writes(connection: AbstractCo
     underlay = await channel.get_underlay_channel()
     assert isinstance(underlay, aiormq.Channel)
     assert batch_publish.supports(underlay)
+
+
+async def _confirm_channel(connection: AbstractConnection) -> aiormq.Channel:
+    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    underlay = await channel.get_underlay_channel()
+    assert isinstance(underlay, aiormq.Channel)
+    return underlay
+
+
+def _publish(queue: str, message_id: str, body: bytes = b"x") -> batch_publish.Publish:
+    return batch_publish.Publish("", queue, spec.Basic.Properties(message_id=message_id), body)
+
+
+async def test_publishes_sharing_a_message_id_each_get_their_own_answer(
+    connection: AbstractConnection, declare_queue: DeclareQueue
+) -> None:
+    """Returns are matched by message id: a returned message must not be reported
+    against another in flight with the same id (a retry copy keeps its original's)."""
+    queue = await declare_queue("q")
+    nowhere = f"{queue}.missing"
+    underlay = await _confirm_channel(connection)
+    results = await batch_publish.publish_batch(underlay, [_publish(nowhere, "dup"), _publish(queue, "dup")])
+    assert isinstance(results[0], PublishError)
+    assert isinstance(results[1], spec.Basic.Ack)
+    # The same across concurrent calls on one channel.
+    lost, kept = await asyncio.gather(
+        batch_publish.publish_batch(underlay, [_publish(nowhere, "dup2")]),
+        batch_publish.publish_batch(underlay, [_publish(queue, "dup2", b"kept")]),
+    )
+    assert isinstance(lost[0], PublishError)
+    assert isinstance(kept[0], spec.Basic.Ack)
+    assert [m.body for m in await drain(await connection.channel(), queue, 2)] == [b"x", b"kept"]
+    assert not underlay.message_id_delivery_tag
+
+
+async def test_a_caller_cancelled_while_waiting_for_confirms_leaves_nothing_to_log(
+    connection: AbstractConnection,
+) -> None:
+    underlay = await _confirm_channel(connection)
+    underlay.write_queue = asyncio.Queue()  # nothing drains it: the confirms never come
+    loop = asyncio.get_running_loop()
+    logged: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: logged.append(context))
+    try:
+        waiting = asyncio.create_task(batch_publish.publish_batch(underlay, [_publish("q", "m1")]))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        del waiting
+        gc.collect()
+        await asyncio.sleep(0.01)
+        assert not logged
+        assert not underlay.message_id_delivery_tag
+    finally:
+        loop.set_exception_handler(None)
+
+
+async def test_a_batch_waiting_for_room_fails_when_the_connection_closes(services: Services) -> None:
+    own = await aio_pika.connect(services.amqp_url)
+    underlay = await _confirm_channel(own)
+    full: asyncio.Queue[object] = asyncio.Queue(maxsize=1)
+    full.put_nowait(object())
+    underlay.write_queue = full  # a writer that stopped: the queue never empties
+    waiting = asyncio.create_task(batch_publish.publish_batch(underlay, [_publish("q", "m1")]))
+    await asyncio.sleep(0.05)
+    await own.close()
+    with pytest.raises(Exception):  # noqa: B017 - whatever the connection closed with
+        await asyncio.wait_for(waiting, timeout=10)
+    assert underlay.delivery_tag == 0
+    assert not underlay.confirmations

@@ -22,6 +22,7 @@ not a documented API, so `supports()` checks them and the publisher falls back t
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -61,7 +62,6 @@ def supports(channel: aiormq.Channel) -> bool:
 
 def _encode(channel: aiormq.Channel, publishes: Sequence[Publish]) -> bytes:
     number = channel.number
-    chunk = channel.max_content_size
     marshal = pamqp.frame.marshal
     method_frames: dict[tuple[str, str], bytes] = {}
     parts: list[bytes] = []
@@ -75,67 +75,147 @@ def _encode(channel: aiormq.Channel, publishes: Sequence[Publish]) -> bytes:
         parts.append(method)
         body = publish.body
         parts.append(marshal(ContentHeader(properties=publish.properties, body_size=len(body)), number))
+        # A frame_max of 0 means no limit: then the body goes in one frame.
+        chunk = channel.max_content_size if channel.max_content_size > 0 else max(len(body), 1)
         parts.extend(marshal(ContentBody(body[start : start + chunk]), number) for start in range(0, len(body), chunk))
     return b"".join(parts)
 
 
-async def publish_batch(channel: aiormq.Channel, publishes: Sequence[Publish]) -> list[Confirmation]:
-    """Writes every publish at once; returns, in order, the broker's ack or nack of each, or
-    the exception that settled it (returned as unroutable, channel or connection closed).
+def _rounds(message_ids: Sequence[str]) -> list[list[int]]:
+    """Indexes split so that no message id is twice in one round (usually one round).
 
-    Raises only if nothing was written (the channel is closed, or the call was cancelled
-    while waiting for room in the write queue); then no delivery tag was used up."""
-    if not publishes:
-        return []
+    The channel matches a returned message to its publish by message id alone, so two
+    publishes with the same id (a retry copy keeps its original's) must never be in
+    flight together, or one's return could be reported against the other."""
+    seen: Counter[str] = Counter()
+    rounds: list[list[int]] = []
+    for index, message_id in enumerate(message_ids):
+        repeat = seen[message_id]
+        seen[message_id] += 1
+        if repeat == len(rounds):
+            rounds.append([])
+        rounds[repeat].append(index)
+    return rounds
+
+
+async def publish_batch(channel: aiormq.Channel, publishes: Sequence[Publish]) -> Sequence[Confirmation]:
+    """Writes every publish; returns, in order, the broker's ack of each, or the exception
+    that settled it (nacked, returned as unroutable, channel or connection closed).
+
+    Raises only for publishes that were not written (the channel is closed, or the call
+    was cancelled before they were queued); then no delivery tag was used up."""
+    message_ids = [publish.properties.message_id or "" for publish in publishes]
+    if not all(message_ids):
+        raise ValueError("every publish needs a message id: a returned message is matched by it")
+    rounds = _rounds(message_ids)
+    if len(rounds) == 1:
+        return await _publish_round(channel, publishes, message_ids)
+    by_index: dict[int, Confirmation] = {}
+    for indexes in rounds:
+        settled = await _publish_round(channel, [publishes[i] for i in indexes], [message_ids[i] for i in indexes])
+        by_index.update(zip(indexes, settled, strict=True))
+    return [by_index[index] for index in range(len(publishes))]
+
+
+def _in_flight(channel: aiormq.Channel, message_ids: Sequence[str]) -> list[asyncio.Future[object]]:
+    """Unsettled publishes on the channel that use one of these message ids."""
+    tags = channel.message_id_delivery_tag
+    pending = (channel.confirmations.get(tags[m]) for m in message_ids if m in tags)
+    return [f for f in pending if isinstance(f, asyncio.Future) and not f.done()]
+
+
+async def _publish_round(
+    channel: aiormq.Channel, publishes: Sequence[Publish], message_ids: Sequence[str]
+) -> Sequence[Confirmation]:
     payload = _encode(channel, publishes)
     # Plain futures for the confirmations: one tracked by the channel's future store each
     # (what basic_publish makes) cost a third of a batch. One tracked future per batch
     # stands in for them all: the store rejects it when the channel or connection closes.
     loop = asyncio.get_running_loop()
-    confirmations: list[asyncio.Future[spec.Basic.Ack | spec.Basic.Nack]] = []
-    returns_by_id: list[tuple[str, int]] = []
-    async with channel.lock:  # raises ChannelInvalidStateError if the channel is closed
-        closed: asyncio.Future[None] = channel.create_future()
-        first = channel.delivery_tag + 1
-        for offset, publish in enumerate(publishes):
-            tag = first + offset
-            confirmation: asyncio.Future[spec.Basic.Ack | spec.Basic.Nack] = loop.create_future()
-            channel.confirmations[tag] = confirmation
-            confirmations.append(confirmation)
-            message_id = publish.properties.message_id
-            assert message_id, "a batched publish needs a message id to match a return"
-            channel.message_id_delivery_tag[message_id] = tag
-            returns_by_id.append((message_id, tag))
-        channel.delivery_tag = first + len(publishes) - 1
-        try:
-            await channel.write_queue.put(ChannelFrame(payload=payload, should_close=False))
-        except BaseException:
-            # Not queued, so the broker never sees these publishes: give the tags back while
-            # the lock is still held, as basic_publish does.
-            channel.delivery_tag = first - 1
-            for offset in range(len(confirmations)):
-                channel.confirmations.pop(first + offset, None)
-            _forget(channel, returns_by_id)
-            closed.cancel()
-            raise
+    confirmations: list[asyncio.Future[spec.Basic.Ack]] = [loop.create_future() for _ in publishes]
+    for confirmation in confirmations:
+        # A nack or return that settles a publish nobody waits for any more is not an error to log.
+        confirmation.add_done_callback(_retrieve)
+    while True:
+        async with channel.lock:  # raises ChannelInvalidStateError if the channel is closed
+            busy = _in_flight(channel, message_ids)
+            if not busy:
+                closed: asyncio.Future[None] = channel.create_future()
+                first_tag = await _write(channel, payload, confirmations, message_ids, closed)
+                break
+        await asyncio.wait(busy)  # outside the lock: their confirms need nothing from it
     settled = asyncio.gather(*confirmations, return_exceptions=True)
     try:
         await asyncio.wait((settled, closed), return_when=asyncio.FIRST_COMPLETED)
         if not settled.done():
-            reason = closed.exception() or ConnectionError("channel closed")
+            reason = _closed_reason(closed)
             for confirmation in confirmations:
                 if not confirmation.done():
                     confirmation.set_exception(reason)
         return await settled
     finally:
-        settled.cancel()  # only if the caller was cancelled: nothing waits for these any more
+        if not settled.done():  # the caller was cancelled: nothing waits for these any more
+            for confirmation in confirmations:
+                confirmation.cancel()
         closed.cancel()
-        _forget(channel, returns_by_id)
+        _forget(channel, message_ids, range(first_tag, first_tag + len(confirmations)))
 
 
-def _forget(channel: aiormq.Channel, returns_by_id: list[tuple[str, int]]) -> None:
-    """Drops the message-id → tag entries once settled (a later publish may reuse an id)."""
+async def _write(
+    channel: aiormq.Channel,
+    payload: bytes,
+    confirmations: Sequence[asyncio.Future[spec.Basic.Ack]],
+    message_ids: Sequence[str],
+    closed: asyncio.Future[None],
+) -> int:
+    """Registers the confirmations and queues the frames; returns the first delivery tag.
+    Called holding the channel lock. Undoes the registration unless the frames were
+    queued, as basic_publish does."""
+    first = channel.delivery_tag + 1
+    for offset, (confirmation, message_id) in enumerate(zip(confirmations, message_ids, strict=True)):
+        channel.confirmations[first + offset] = confirmation
+        channel.message_id_delivery_tag[message_id] = first + offset
+    channel.delivery_tag = first + len(confirmations) - 1
+    frame = ChannelFrame(payload=payload, should_close=False)
+    put: asyncio.Future[None] | None = None
+    try:
+        if channel.write_queue.full():
+            # Wait for room, but not past the channel closing: a stopped writer never
+            # empties the queue, and waiting here holds the lock close() needs.
+            put = asyncio.ensure_future(channel.write_queue.put(frame))
+            await asyncio.wait((put, closed), return_when=asyncio.FIRST_COMPLETED)
+        else:
+            channel.write_queue.put_nowait(frame)
+    finally:
+        queued = put is None or (put.done() and not put.cancelled() and put.exception() is None)
+        if not queued:
+            if put is not None:
+                put.cancel()  # cancelled before it ran to the put itself: the frames are not queued
+            channel.delivery_tag = first - 1
+            for offset in range(len(confirmations)):
+                channel.confirmations.pop(first + offset, None)
+            _forget(channel, message_ids, range(first, first + len(confirmations)))
+            if not closed.done():
+                closed.cancel()  # cancelled by the caller: leave nothing behind in the channel's store
+    if not queued:
+        raise _closed_reason(closed)
+    return first
+
+
+def _closed_reason(closed: asyncio.Future[None]) -> Exception:
+    reason = closed.exception() if closed.done() and not closed.cancelled() else None
+    # The store may close with no reason or a CancelledError: the caller was not cancelled.
+    return reason if isinstance(reason, Exception) else ConnectionError("the channel closed")
+
+
+def _retrieve(future: asyncio.Future[spec.Basic.Ack]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _forget(channel: aiormq.Channel, message_ids: Sequence[str], tags: Sequence[int]) -> None:
+    """Drops the message-id → tag entries of these publishes (a later publish may reuse an id)."""
     by_id = channel.message_id_delivery_tag
-    for message_id, tag in returns_by_id:
+    for message_id, tag in zip(message_ids, tags, strict=True):
         if by_id.get(message_id) == tag:
             del by_id[message_id]

@@ -1,62 +1,18 @@
-"""Bodies the API parses itself: the same answers as FastAPI's own parsing, the same
-document, and the garbage collector paused only while a body is built."""
+"""Bodies the API parses itself: the same answers as FastAPI's own parsing, and the same
+document."""
 
 from __future__ import annotations
 
-import asyncio
-import gc
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.api.conftest import Tenant
 from tests.api.test_workorders import headers, order
 from worker.api.app import create_app
-from worker.api.json_body import gc_paused
 from worker.products import ProductsFile
 from worker.settings import Settings
-
-
-@pytest.fixture
-def collector_on() -> Iterator[None]:
-    was_enabled = gc.isenabled()
-    gc.enable()
-    yield
-    if not was_enabled:
-        gc.disable()
-
-
-@pytest.mark.usefixtures("collector_on")
-async def test_gc_pauses_nest_across_awaits_and_end_with_the_last() -> None:
-    release = asyncio.Event()
-
-    async def long_request() -> None:
-        with gc_paused():
-            await release.wait()
-            assert not gc.isenabled()
-
-    first = asyncio.create_task(long_request())
-    await asyncio.sleep(0)
-    with gc_paused():
-        assert not gc.isenabled()
-    assert not gc.isenabled(), "the first pause still holds"
-    release.set()
-    await first
-    assert gc.isenabled()
-
-
-@pytest.mark.usefixtures("collector_on")
-def test_gc_pause_leaves_a_collector_someone_else_turned_off_alone() -> None:
-    gc.disable()
-    with gc_paused():
-        assert not gc.isenabled()
-    assert not gc.isenabled()
-    gc.enable()
-    with pytest.raises(RuntimeError), gc_paused():
-        raise RuntimeError
-    assert gc.isenabled(), "back on after an error too"
 
 
 def _refs(node: Any) -> Iterator[str]:

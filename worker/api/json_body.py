@@ -15,39 +15,18 @@ document's components, so /openapi.json describes it as before.
 
 from __future__ import annotations
 
-import contextlib
-import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
+from worker.gc_pause import gc_paused
+
 Model = TypeVar("Model", bound=BaseModel)
 
 _COMPONENT_REF = "#/components/schemas/{model}"
-_pauses = 0
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection inside (reference counting still frees what it can).
-
-    Nests, and is safe across awaits: the collector comes back when the last pause ends,
-    and only if it was on when the first began."""
-    global _pauses  # noqa: PLW0603 - one collector per process, one count of who paused it
-    if _pauses == 0 and not gc.isenabled():
-        yield  # someone else turned it off: theirs to turn back on
-        return
-    _pauses += 1
-    gc.disable()
-    try:
-        yield
-    finally:
-        _pauses -= 1
-        if _pauses == 0:
-            gc.enable()
 
 
 def _is_json(content_type: str) -> bool:
@@ -90,9 +69,10 @@ def document_bodies(app: FastAPI, *models: type[BaseModel]) -> None:
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
             for model in models:
                 schema = model.model_json_schema(ref_template=_COMPONENT_REF)
-                for name, definition in schema.pop("$defs", {}).items():
-                    schemas.setdefault(name, definition)
-                schemas.setdefault(model.__name__, schema)
+                for name, definition in [*schema.pop("$defs", {}).items(), (model.__name__, schema)]:
+                    # A model of the same name that FastAPI documented already must be this one.
+                    if schemas.setdefault(name, definition) != definition:
+                        raise RuntimeError(f"two different schemas named {name} in the API document")
             app.openapi_schema = document
         return app.openapi_schema
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import asyncpg
 
+from worker.gc_pause import gc_paused
+
 ACTIVE_JOB_STATUSES = ("scheduled", "running")
 TERMINAL_JOB_STATUSES = ("completed", "failed", "cancelled")
 
@@ -89,12 +91,13 @@ async def create_jobs(
         created = {row["request_id"]: row["id"] for row in rows}
         if not created:
             return created
-        identity_rows = [
-            (created[job.request_id], seq, namespace, value)
-            for job in jobs
-            if job.request_id in created
-            for seq, (namespace, value) in enumerate(job.identities)
-        ]
+        with gc_paused():  # one tuple per identity: up to 100,000 per job (see worker.gc_pause)
+            identity_rows = [
+                (created[job.request_id], seq, namespace, value)
+                for job in jobs
+                if job.request_id in created
+                for seq, (namespace, value) in enumerate(job.identities)
+            ]
         await connection.copy_records_to_table(
             "job_identities", records=identity_rows, columns=["job_id", "seq", "namespace", "value"]
         )

@@ -66,9 +66,7 @@ class PublishRefusedError(Exception):
 def _is_nack(result: object) -> bool:
     # aiormq settles a nack as a DeliveryError carrying the Nack frame (a returned message
     # is a DeliveryError too, a PublishError with the Return frame: that one stays as is).
-    return isinstance(result, spec.Basic.Nack) or (
-        isinstance(result, DeliveryError) and isinstance(result.frame, spec.Basic.Nack)
-    )
+    return isinstance(result, DeliveryError) and isinstance(result.frame, spec.Basic.Nack)
 
 
 class Publisher:
@@ -135,7 +133,7 @@ class Publisher:
             # cheaper. Memory stays bounded: the caller holds these messages anyway.
             wait=False,
         )
-        assert isinstance(confirmation, spec.Basic.Ack | spec.Basic.Nack), "a confirm channel confirms"
+        assert isinstance(confirmation, spec.Basic.Ack), "a confirm channel acks (a nack is raised)"
         return confirmation
 
     async def close(self) -> None:

@@ -25,9 +25,9 @@ import pytest
 
 from tests.support import Services, WorkerHandle, start_worker, stop_worker
 from worker.db import init_connection
-from worker.demo import ensure_demo_schema
-from worker.migrate import apply_migrations
-from worker.roles import Role
+from worker.ops.demo import ensure_demo_schema
+from worker.ops.migrate import apply_migrations
+from worker.roles.spec import RoleSpec
 from worker.settings import Settings
 from worker.store.jobs import delete_jobs
 from worker.store.projects import create_project
@@ -143,7 +143,7 @@ async def run_worker() -> AsyncIterator[Callable[..., Awaitable[WorkerHandle]]]:
     queues afterwards."""
     handles: list[WorkerHandle] = []
 
-    async def start(settings: Settings, roles: list[Role] | None = None) -> WorkerHandle:
+    async def start(settings: Settings, roles: list[RoleSpec] | None = None) -> WorkerHandle:
         handle = await start_worker(settings, roles)
         handles.append(handle)
         return handle

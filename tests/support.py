@@ -15,15 +15,14 @@ import aio_pika
 import asyncpg
 
 from schemas import DeletionRequest
-from worker import topology
-from worker.broker import Outgoing, Publisher
+from schemas.status import TERMINAL_JOB_STATUSES
+from worker.amqp import Outgoing, Publisher, Topology, topology
 from worker.producer import build_request, publish_requests
 from worker.products import load_products
-from worker.roles import Role, all_roles
+from worker.roles.consuming import QueueRole
+from worker.roles.spec import RoleSpec, all_roles
 from worker.runner import WorkerProcess
 from worker.settings import Settings
-from worker.store.jobs import TERMINAL_JOB_STATUSES
-from worker.topology import Topology
 
 WAIT_SECONDS = 30.0
 
@@ -49,18 +48,21 @@ class WorkerHandle:
         return self.worker.topology
 
 
+def consumers_of(worker: WorkerProcess) -> list[QueueRole]:
+    return [role for role in worker.roles if isinstance(role, QueueRole)]
+
+
 async def wait_until_consuming(worker: WorkerProcess, timeout: float = WAIT_SECONDS) -> None:
-    expected = sum(1 for role in worker.roles if role.kind != "dispatch")
+    expected = sum(1 for spec in worker.specs if spec.kind in ("intake", "acks", "product"))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        session = worker.session
-        if session is not None and sum(c.consuming for c in session.consumers) == expected:
+        if worker.session is not None and sum(role.consuming for role in consumers_of(worker)) == expected:
             return
         await asyncio.sleep(0.05)
     raise TimeoutError("worker did not start consuming")
 
 
-async def start_worker(settings: Settings, roles: list[Role] | None = None) -> WorkerHandle:
+async def start_worker(settings: Settings, roles: list[RoleSpec] | None = None) -> WorkerHandle:
     products = load_products(settings.products_file)
     worker = WorkerProcess(settings, products, roles if roles is not None else all_roles(products.built_in()))
     task = asyncio.create_task(worker.run())
@@ -92,9 +94,7 @@ async def declare_topology(settings: Settings) -> None:
     connection = await aio_pika.connect(settings.amqp_url)
     try:
         channel = await connection.channel()
-        await topology.declare(
-            channel, Topology(settings.topology_prefix, tuple(products.names)), settings.delivery_limit
-        )
+        await topology.declare(channel, Topology.for_settings(settings, products.names), settings.delivery_limit)
     finally:
         await connection.close()
 

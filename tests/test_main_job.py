@@ -19,10 +19,10 @@ import httpx
 import pytest
 
 from tests.support import Services, wait_for_jobs
-from worker import topology as topology_module
-from worker.demo import DEMO_USERS
+from worker.amqp import topology as topology_module
+from worker.amqp.topology import Topology
+from worker.ops.demo import DEMO_USERS
 from worker.settings import DEFAULT_PRODUCTS_FILE
-from worker.topology import Topology
 
 CLI = [sys.executable, "-c", "from worker.cli import main; main()"]
 

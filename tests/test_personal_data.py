@@ -11,8 +11,8 @@ import structlog
 
 from tests.http_product import ProductEndpoint, serve_endpoint
 from tests.support import WorkerHandle, get_dead_letters, job_ids_for, publish, publish_raw, request, wait_for_jobs
+from worker.amqp.topology import ERROR_HEADER
 from worker.settings import Settings
-from worker.topology import ERROR_HEADER
 
 SECRET = "very.private.person@example.com"
 

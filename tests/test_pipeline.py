@@ -16,6 +16,7 @@ import pytest
 from tests.http_product import ProductEndpoint, serve_endpoint
 from tests.support import (
     WorkerHandle,
+    consumers_of,
     declare_topology,
     get_dead_letters,
     job_ids_for,
@@ -24,10 +25,10 @@ from tests.support import (
     request,
     wait_for_jobs,
 )
-from worker.demo import seed_demo_rows
+from worker.amqp.topology import ERROR_HEADER
+from worker.ops.demo import seed_demo_rows
 from worker.settings import Settings
 from worker.store.jobs import CancelRefusedError, cancel_job
-from worker.topology import ERROR_HEADER
 
 DEMO_PRODUCTS = """
 [products.sessions]
@@ -182,9 +183,7 @@ async def test_transient_failure_succeeds_on_retry(
 
         assert await wait_for_jobs(pool, [job_id]) == {job_id: "completed"}
         assert len(endpoint.calls) == 3
-        session = handle.worker.session
-        assert session is not None
-        assert sum(c.stats.retried for c in session.consumers) == 2
+        assert sum(role.stats.retried for role in consumers_of(handle.worker)) == 2
         # Every call is signed with HMAC-SHA256 of the exact body.
         body = json.dumps(endpoint.calls[-1], separators=(",", ":")).encode()
         expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
@@ -254,11 +253,10 @@ async def test_redelivery_of_every_message_type_changes_nothing(
     topology = handle.topology
     await publish_raw(settings, topology.product("events").main, [json.dumps(task).encode()])
     await publish_raw(settings, topology.acks.main, [json.dumps(a).encode() for a in (ack_success, ack_failed)])
-    consumed_before = sum(c.stats.consumed for c in handle.worker.session.consumers) if handle.worker.session else 0
+    consumed_before = sum(role.stats.consumed for role in consumers_of(handle.worker))
     # Wait until the worker has consumed the redelivered task, its ack and the two acks.
     for _ in range(200):
-        session = handle.worker.session
-        if session and sum(c.stats.consumed for c in session.consumers) >= consumed_before + 4:
+        if sum(role.stats.consumed for role in consumers_of(handle.worker)) >= consumed_before + 4:
             break
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.3)

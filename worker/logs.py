@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -20,6 +21,23 @@ REDACTED_KEYS = frozenset({"identity", "identities", "identity_value", "user_id"
 def _redact_identities(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in REDACTED_KEYS.intersection(event):
         event[key] = "[redacted]"
+    return event
+
+
+def _withhold_exception_messages(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A traceback shows where, and the exception's type, never its message: messages of
+    database and validation errors can quote the input (an identity value)."""
+    exc_info = event.pop("exc_info", None)
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    elif isinstance(exc_info, BaseException):
+        exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+    if isinstance(exc_info, tuple) and exc_info[0] is not None:
+        kind, _, trace = exc_info
+        frames = "".join(traceback.format_tb(trace))
+        event["exception"] = f"Traceback (most recent call last):\n{frames}{kind.__name__} (message withheld)"
     return event
 
 
@@ -42,7 +60,7 @@ def configure_logging(level: str = "info", log_format: str = "auto") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact_identities,
-            structlog.processors.format_exc_info,
+            _withhold_exception_messages,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),

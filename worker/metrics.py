@@ -38,3 +38,30 @@ CONSUMERS_ACTIVE = Gauge("deletion_consumers_active", "Consumers this process ha
 BROKER_CONNECTED = Gauge("deletion_broker_connected", "1 while connected to RabbitMQ.")
 DATABASE_CONNECTED = Gauge("deletion_database_connected", "1 while the last database round trip succeeded.")
 EXPECTED_CONSUMERS = Gauge("deletion_consumers_expected", "Consumers this process should have on the broker.")
+PUBLISHER_BATCHED = Gauge(
+    "deletion_publisher_batched", "1 when batches are written in one piece; 0 after a fallback to one by one."
+)
+ROLE_PROGRESS = Counter("deletion_role_progress_total", "Units of work a role settled.", ["role"])
+ROLE_LAST_PROGRESS = Gauge(
+    "deletion_role_last_progress_timestamp_seconds", "When a role last settled work or found none to do.", ["role"]
+)
+ROLE_PENDING_SINCE = Gauge(
+    "deletion_role_pending_since_timestamp_seconds", "Since when a role holds unsettled work (0: none).", ["role"]
+)
+ROLE_WAITING = Gauge(
+    "deletion_role_waiting", "1 while a role waits for an unavailable dependency.", ["role", "dependency"]
+)
+HANDED_BACK = Counter(
+    "deletion_messages_handed_back_total",
+    "Deliveries republished to their queue and acked instead of held (over the byte budget, on stop,"
+    " during an outage, or returned by a lost session), so that their delivery count does not grow.",
+    ["queue", "reason"],
+)
+CONSUMER_CANCELLED = Counter(
+    "deletion_consumer_cancelled_total", "Consumers the broker cancelled (their queue was deleted).", ["queue"]
+)
+JOBS_STUCK = Gauge(
+    "deletion_jobs_stuck", "Active jobs without progress for longer than DELETION_STUCK_AFTER.", ["reason"]
+)
+JOBS_REPAIRED = Counter("deletion_jobs_repaired_total", "Jobs the reconciler moved on.", ["repair"])
+OUTBOX_PENDING = Gauge("deletion_task_outbox_pending", "Product tasks committed and not yet confirmed by the broker.")

@@ -12,11 +12,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from aio_pika.abc import AbstractConnection
-
 from schemas import DeletionRequest, Identity, Namespace
-from worker import broker
-from worker.topology import Topology
+from schemas.wire import request_message as encode_request
+from worker.amqp import Connection, Outgoing, Publisher, Topology, connect
 
 
 def build_request(
@@ -46,12 +44,8 @@ def build_request(
     )
 
 
-def request_message(request: DeletionRequest, queue: str) -> broker.Outgoing:
-    return broker.Outgoing(
-        routing_key=queue,
-        body=request.model_dump_json(by_alias=True).encode(),
-        message_id=request.request_id,
-    )
+def request_message(request: DeletionRequest, queue: str) -> Outgoing:
+    return Outgoing(routing_key=queue, body=encode_request(request), message_id=request.request_id)
 
 
 class Producer:
@@ -64,12 +58,12 @@ class Producer:
     def __init__(self, amqp_url: str, prefix: str = "deletion") -> None:
         self.amqp_url = amqp_url
         self.queue = Topology(prefix, ()).requests.main
-        self._connection: AbstractConnection | None = None
-        self._publisher: broker.Publisher | None = None
+        self._connection: Connection | None = None
+        self._publisher: Publisher | None = None
 
     async def __aenter__(self) -> Producer:
-        self._connection = await broker.connect(self.amqp_url)
-        self._publisher = await broker.Publisher.open(self._connection)
+        self._connection = await connect(self.amqp_url, name="deletion-worker producer")
+        self._publisher = await Publisher.open(self._connection)
         return self
 
     async def __aexit__(self, *_exc: object) -> None:

@@ -31,3 +31,8 @@ class RetryPolicy:
         # Never below a tenth of the bound, so retries do not degenerate into a hot loop.
         bound = self.bound_ms(attempt)
         return max(1, int(random.uniform(bound / 10, bound)))
+
+
+# Reconnecting to a broker or database that is down, and waiting for one: quick at
+# first, then every 10 s at most.
+RECONNECT_POLICY = RetryPolicy(max_attempts=1_000_000, base_ms=250, cap_ms=10_000)

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.errors import ConfigError
+
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PRODUCTS_FILE = PACKAGE_ROOT / "deploy" / "products.demo.toml"
 DEFAULT_MIGRATIONS_DIR = PACKAGE_ROOT / "migrations"
@@ -32,10 +34,16 @@ class Settings(BaseSettings):
     # so that runs never see each other's messages.
     topology_prefix: str = Field(default="deletion", pattern=r"^[A-Za-z0-9_.-]{1,100}$")
 
-    # Consuming: a generous prefetch and batches are what make the pipeline fast.
+    # Consuming: a generous prefetch and batches are what make the pipeline fast; the
+    # byte limits bound a role's memory whatever the size of the messages.
     prefetch: int = Field(default=2000, ge=1, le=65535)
     batch_size: int = Field(default=500, ge=1, le=10000)
     batch_wait_ms: int = Field(default=5, ge=0, le=10000)
+    consumer_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
+    batch_max_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
+    # A role whose database is unreachable holds its work this long, then hands it back
+    # to the queue (the broker's consumer timeout is 30 minutes by default).
+    unavailable_hold: float = Field(default=300.0, gt=0)
     # Broker-side safety net: a message redelivered this often (it keeps crashing the
     # worker that takes it) is dead-lettered by RabbitMQ itself.
     delivery_limit: int = Field(default=20, ge=1)
@@ -47,8 +55,18 @@ class Settings(BaseSettings):
     # Dispatch: how identities are split into product task messages.
     chunk_size: int = Field(default=10_000, ge=1, le=100_000)
     task_max_items: int = Field(default=1000, ge=1)
+    task_max_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
     dispatch_batch: int = Field(default=5000, ge=1)
+    dispatch_max_identities: int = Field(default=500_000, ge=1)
     dispatch_interval: float = Field(default=1.0, gt=0)
+    # A dispatcher publishes the plans it committed at once; plans still unpublished
+    # after this long (their dispatcher died) are published by another.
+    outbox_lease: float = Field(default=60.0, gt=0)
+
+    # The reconciler: jobs without progress this long are reported stuck.
+    stuck_after: timedelta = timedelta(minutes=30)
+    reconcile_interval: float = Field(default=30.0, gt=0)
+    sweep_page: int = Field(default=10_000, ge=100)
 
     # Transient failures of a product handler: exponential backoff with full jitter.
     retry_max_attempts: int = Field(default=8, ge=1)
@@ -57,9 +75,12 @@ class Settings(BaseSettings):
     handler_timeout: float = Field(default=30.0, gt=0)
     handler_concurrency: int = Field(default=8, ge=1)
 
-    # Personal data: identity values are replaced by keyed hashes this long after a job ends.
+    # Personal data: identity values are replaced by keyed hashes this long after a job
+    # ends, at most `retention_step` values per transaction.
     identity_retention: timedelta = timedelta(days=7)
     identity_hash_key: SecretStr = SecretStr(DEFAULT_IDENTITY_HASH_KEY)
+    retention_step: int = Field(default=5000, ge=1)
+    maintenance_interval: float = Field(default=60.0, gt=0)
 
     # Database pool.
     db_pool_min: int = Field(default=1, ge=0)
@@ -93,11 +114,11 @@ class Settings(BaseSettings):
         return value
 
 
-class SettingsError(Exception):
+class SettingsError(ConfigError):
     """A setting is wrong or missing; the message is one line meant for a person."""
 
 
-def describe_validation_error(error: ValidationError) -> str:
+def describe_settings_error(error: ValidationError) -> str:
     parts = []
     for item in error.errors():
         name = "DELETION_" + "_".join(str(p) for p in item["loc"]).upper()
@@ -110,4 +131,4 @@ def get_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
-        raise SettingsError(f"invalid setting: {describe_validation_error(error)}") from None
+        raise SettingsError(f"invalid setting: {describe_settings_error(error)}") from None

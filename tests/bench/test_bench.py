@@ -9,10 +9,10 @@ import aio_pika
 import asyncpg
 import pytest
 
+from worker.amqp.topology import Topology
 from worker.bench.report import TARGETS, measurements, render, summary
 from worker.bench.run import STEP_COUNT, BenchOptions, run_bench
 from worker.settings import Settings
-from worker.topology import Topology
 
 
 @pytest.mark.timeout(240)
@@ -74,7 +74,8 @@ async def test_skipped_steps_and_cleanup(make_settings: Callable[..., Settings])
     finally:
         await admin.close()
     assert database is None
-    topology = Topology(report["environment"]["topology_prefix"], ("p1",))
+    prefix = report["environment"]["topology_prefix"]
+    topology = Topology.for_settings(settings.model_copy(update={"topology_prefix": prefix}), ["p1"])
     connection = await aio_pika.connect(settings.amqp_url)
     try:
         for name in topology.all_queue_names():

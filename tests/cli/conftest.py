@@ -23,6 +23,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "DELETION_PRODUCTS_FILE": str(settings.products_file),
         "DELETION_IDENTITY_HASH_KEY": settings.identity_hash_key.get_secret_value(),
         "DELETION_LOG_LEVEL": "warning",
+        "DELETION_RETRY_BASE_MS": str(settings.retry_base_ms),
+        "DELETION_RETRY_CAP_MS": str(settings.retry_cap_ms),
     }
 
 

@@ -16,7 +16,7 @@ import yaml
 
 import worker.api.metrics
 import worker.metrics
-from worker.roles import parse_role
+from worker.roles.spec import parse_role
 from worker.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

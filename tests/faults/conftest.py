@@ -15,12 +15,12 @@ import pytest
 from tests.faults.processes import WorkerProcesses
 from tests.faults.services import PrivatePostgres, PrivateRabbitMQ, available
 from tests.support import Services
-from worker import topology
+from worker.amqp import topology
+from worker.amqp.topology import Topology
 from worker.db import init_connection
-from worker.demo import ensure_demo_schema
-from worker.migrate import apply_migrations
+from worker.ops.demo import ensure_demo_schema
+from worker.ops.migrate import apply_migrations
 from worker.store.projects import create_project
-from worker.topology import Topology
 
 REPO = Path(__file__).resolve().parents[2]
 PRODUCTS = ("p1", "p2", "p3")

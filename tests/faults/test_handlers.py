@@ -10,9 +10,9 @@ import pytest
 
 from tests.faults.services import free_port
 from tests.http_product import ProductEndpoint, serve_endpoint
-from tests.support import WorkerHandle, get_dead_letters, job_ids_for, publish, request, wait_for_jobs
+from tests.support import WorkerHandle, consumers_of, get_dead_letters, job_ids_for, publish, request, wait_for_jobs
+from worker.amqp.topology import ATTEMPT_HEADER, ERROR_HEADER
 from worker.settings import Settings
-from worker.topology import ATTEMPT_HEADER, ERROR_HEADER
 
 
 @pytest.mark.timeout(120)
@@ -60,6 +60,4 @@ url = "{slow.url}"
         assert statuses["healthy"] == "success"
         assert statuses["unreachable"] in {"waiting", "running"}  # waits for an operator's replay
         assert not handle.task.done()
-        session = handle.worker.session
-        assert session is not None
-        assert sum(c.stats.retried for c in session.consumers) == 4
+        assert sum(role.stats.retried for role in consumers_of(handle.worker)) == 4

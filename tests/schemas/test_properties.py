@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from schemas import DeletionRequest, ProductAck, ProductTask
-from worker.consumers.base import DeadLetter, parse_body
-from worker.consumers.intake import parse_request
+from worker.roles.batch import DeadLetter, parse_body
+from worker.roles.intake import parse_request
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import asyncpg
 
+from tests.fakes import fake_session
 from tests.support import end_job
-from worker.maintenance import Maintenance
-from worker.settings import Settings
+from worker.roles.maintenance import MaintenanceRole
 from worker.store.jobs import NewJob, create_jobs
 from worker.store.retention import hash_expired_identities, identity_in_job
 
@@ -60,26 +60,63 @@ async def test_ended_jobs_keep_only_hashes_after_retention(
         assert await identity_in_job(connection, KEY, new, "email", "new@example.com")
 
 
-async def test_maintenance_round_hashes_and_counts(
-    pool: asyncpg.Pool, make_project: Callable[..., Awaitable[tuple[int, str]]], make_settings: Callable[..., Settings]
+async def test_a_large_job_is_hashed_in_bounded_steps_and_leaves_the_queue_with_the_last(
+    pool: asyncpg.Pool, make_project: Callable[..., Awaitable[tuple[int, str]]]
 ) -> None:
     project_id, _ = await make_project()
     async with pool.acquire() as connection:
         created = await create_jobs(
             connection,
             [
-                NewJob(
-                    request_id=f"maint-{project_id}",
-                    project_id=project_id,
-                    identities=[("userId", "u1"), ("userId", "u2")],
-                )
+                NewJob(f"big-{project_id}", project_id, [("email", f"u{i}@example.com") for i in range(12_000)]),
+                NewJob(f"small-{project_id}", project_id, [("email", "small@example.com")]),
             ],
+            [],
+            None,
+        )
+        big, small = created.values()
+        await end_job(connection, big, "completed", ago=timedelta(days=9))
+        await end_job(connection, small, "completed", ago=timedelta(days=8))
+        steps = []
+        while True:
+            step = await hash_expired_identities(connection, KEY, timedelta(days=7), max_identities=5000)
+            if step == (0, 0):
+                break
+            steps.append(step)
+        # Never more than 5,000 values in a step; each job leaves the queue with its last value.
+        assert steps == [(0, 5000), (0, 5000), (1, 2000), (1, 1)]
+        assert (
+            await connection.fetchval("SELECT count(*) FROM retention_queue WHERE job_id = ANY($1)", [big, small]) == 0
+        )
+        assert (
+            await connection.fetchval(
+                "SELECT count(*) FROM job_identities WHERE job_id = $1 AND value IS NOT NULL", big
+            )
+            == 0
+        )
+        hashed_at = await connection.fetch("SELECT identities_hashed_at FROM jobs WHERE id = ANY($1)", [big, small])
+        assert all(row["identities_hashed_at"] is not None for row in hashed_at)
+
+
+async def test_maintenance_round_hashes(
+    pool: asyncpg.Pool, make_project: Callable[..., Awaitable[tuple[int, str]]]
+) -> None:
+    project_id, _ = await make_project()
+    async with pool.acquire() as connection:
+        created = await create_jobs(
+            connection,
+            [NewJob(f"maint-{project_id}", project_id, [("userId", "u1"), ("userId", "u2")])],
             [],
             None,
         )
         [job_id] = created.values()
         await end_job(connection, job_id, "cancelled")
-    maintenance = Maintenance(pool, make_settings(identity_retention=timedelta(0)))
-    assert await maintenance.run_once() >= 1
+    maintenance = MaintenanceRole(pool, hash_key=KEY, retention=timedelta(0), step=1, interval=60)
+    session = fake_session()[0]
+    # Other tests' ended jobs share the queue: rounds go on while a round is full.
+    for _ in range(10_000):
+        if not await maintenance.tick(session):
+            break
     values = await pool.fetch("SELECT value FROM job_identities WHERE job_id = $1", job_id)
     assert [row["value"] for row in values] == [None, None]
+    assert maintenance.hashed_jobs >= 1

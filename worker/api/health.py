@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from worker import broker
+from worker.amqp import connect
 from worker.api.state import ApiState, json_response
 from worker.errors import describe
 
@@ -34,7 +34,9 @@ async def _check_database(state: ApiState) -> str | None:
 
 async def _check_broker(state: ApiState) -> str | None:
     try:
-        connection = await broker.connect(state.settings.amqp_url, timeout=PROBE_TIMEOUT_SECONDS)
+        connection = await connect(
+            state.settings.amqp_url, timeout=PROBE_TIMEOUT_SECONDS, name="deletion-worker readyz"
+        )
         await connection.close()
     except Exception as error:  # noqa: BLE001 - any failure means not ready
         return f"broker: {describe(error)}"

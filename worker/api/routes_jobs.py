@@ -16,14 +16,15 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 
 from schemas.api import ErrorBody, JobEnvelope, JobListEnvelope
+from worker.amqp import Topology
 from worker.api.auth import bare_key_owner, bearer_owner
 from worker.api.errors import ApiError, not_found
 from worker.api.paging import Paging, paging
+from worker.api.shapes import job_view
 from worker.api.state import ApiState, json_response
-from worker.api.views import job_view
 from worker.store.api_keys import ApiKeyOwner
-from worker.store.jobs import CancelRefusedError, JobNotFoundError, NewJob, cancel_job, create_jobs, due_channel
-from worker.store.views import get_project_job, list_project_jobs, project_id_in_org
+from worker.store.jobs import CancelRefusedError, JobNotFoundError, JobSizing, NewJob, cancel_job, create_jobs
+from worker.store.reads import get_project_job, list_project_jobs, project_id_in_org
 
 MAX_JOB_ID = 2**63 - 1
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 404, 413, 415, 501)}
@@ -148,8 +149,13 @@ def jobs_router(prefix: str, owner_of: Callable[[Request], Awaitable[ApiKeyOwner
 
 async def create_or_find(connection: asyncpg.Connection, state: ApiState, job: NewJob) -> None:
     """Create the job unless its request id exists (a retried idempotent call)."""
+    settings = state.settings
     await create_jobs(
-        connection, [job], state.products.names, due_channel(state.settings.topology_prefix), state.settings.chunk_size
+        connection,
+        [job],
+        state.products.names,
+        Topology.for_settings(settings, state.products.names).due_channel,
+        JobSizing(settings.chunk_size, settings.task_max_bytes),
     )
 
 

@@ -14,12 +14,12 @@ from worker.api.errors import ApiError, not_found
 from worker.api.json_body import json_body_openapi, parse_json_body
 from worker.api.paging import Paging, paging
 from worker.api.routes_jobs import create_or_find, project_of
+from worker.api.shapes import workorder_view
 from worker.api.state import ApiState, json_response
-from worker.api.views import workorder_view
 from worker.gc_pause import gc_paused
 from worker.store.api_keys import ApiKeyOwner
-from worker.store.jobs import NewJob, get_product_status
-from worker.store.views import get_org_workorder, list_org_workorders, update_workorder_text
+from worker.store.jobs import NewJob
+from worker.store.reads import get_org_workorder, get_product_status, list_org_workorders, update_workorder_text
 
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 404, 413, 415)}
 router = APIRouter(prefix="/workorder", tags=["work orders"], responses=ERRORS)

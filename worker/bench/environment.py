@@ -16,15 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import aio_pika
 import asyncpg
 
-from worker import topology
-from worker.migrate import apply_migrations
+from worker.amqp import Topology, connect, topology
+from worker.amqp.admin import queue_depths
+from worker.ops.migrate import apply_migrations
 from worker.settings import Settings
 from worker.store.api_keys import create_key
 from worker.store.projects import create_project
-from worker.topology import Topology
 
 
 class BenchProcessError(Exception):
@@ -56,7 +55,7 @@ class BenchEnvironment:
 
     @property
     def topology(self) -> Topology:
-        return Topology(self.prefix, tuple(self.products))
+        return Topology.for_settings(self.settings.model_copy(update={"topology_prefix": self.prefix}), self.products)
 
     def env(self) -> dict[str, str]:
         return {
@@ -68,6 +67,9 @@ class BenchEnvironment:
             "DELETION_METRICS_PORT": "0",
             "DELETION_LOG_LEVEL": "warning",
             "DELETION_LOG_FORMAT": "json",
+            # The retry tiers its processes declare are the ones removed afterwards.
+            "DELETION_RETRY_BASE_MS": str(self.settings.retry_base_ms),
+            "DELETION_RETRY_CAP_MS": str(self.settings.retry_cap_ms),
             # A private database: its own key (and no warning about the default one).
             "DELETION_IDENTITY_HASH_KEY": self.identity_hash_key,
         }
@@ -95,20 +97,14 @@ class BenchEnvironment:
                 raise BenchProcessError(f"`deletion-worker {command}` exited with {code}:\n{tail}")
 
     async def wait_for_consumers(self, queues: list[str], timeout: float = 30) -> None:
-        connection = await aio_pika.connect(self.settings.amqp_url)
+        connection = await connect(self.settings.amqp_url, name="deletion-worker bench")
         try:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 self.check_processes()
-                channel = await connection.channel()
-                try:
-                    counts = [
-                        (await channel.declare_queue(q, passive=True)).declaration_result.consumer_count for q in queues
-                    ]
-                    if all(counts):
-                        return
-                except aio_pika.exceptions.ChannelClosed:
-                    pass
+                depths = await queue_depths(connection, queues)
+                if all(depth.consumers for depth in depths):
+                    return
                 await asyncio.sleep(0.2)
             raise TimeoutError("the worker did not start consuming")
         finally:
@@ -167,7 +163,7 @@ async def bench_environment(settings: Settings, product_count: int, workdir: Pat
             except subprocess.TimeoutExpired:
                 process.kill()
         with contextlib.suppress(Exception):
-            amqp = await aio_pika.connect(settings.amqp_url)
+            amqp = await connect(settings.amqp_url, name="deletion-worker bench")
             try:
                 await topology.delete(await amqp.channel(), environment.topology)
             finally:

@@ -21,7 +21,7 @@ from worker.bench.environment import BenchEnvironment, bench_environment, free_p
 from worker.bench.memory import RssSampler
 from worker.bench.pipeline import index_rows, run_paced, run_throughput, seed_rows
 from worker.bench.workorder import run_workorder
-from worker.progress import Advance
+from worker.ops.progress import Advance
 from worker.settings import Settings
 
 STEP_COUNT = 6  # ceiling, setup, pipeline, paced, workorder, api: one progress tick each

@@ -1,34 +1,60 @@
-"""`deletion-worker`: one console script, one module per command group."""
+"""`deletion-worker`: one console script; every command is registered here, by name."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import sys
+from typing import Any
 
 import click
 
-from worker.exitcodes import ExitCode
-from worker.products import ProductsFileError
-from worker.settings import SettingsError
+from worker.cli import api, bench, dlq, health, jobs, keys, projects, queues, service
+from worker.cli.common import CliError
+from worker.errors import ConfigError, DeletionWorkerError, NotFoundError, RefusedError, UnavailableError, UsageError
+from worker.ops.exitcodes import ExitCode
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Commands(click.Group):
+    """Ends any command that raised one of the service's errors with its exit code (EXIT_CODES)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DeletionWorkerError as error:
+            raise CliError(str(error), exit_code_of(error)) from None
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Carries out user-data deletion requests across downstream products."""
 
 
-def _register_commands() -> None:
-    """Each module of this package contributes the click commands in its COMMANDS list."""
-    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if module_info.name == "common":
-            continue
-        module = importlib.import_module(f"{__name__}.{module_info.name}")
-        for command in getattr(module, "COMMANDS", []):
-            cli.add_command(command)
+cli.add_command(service.migrate)
+cli.add_command(service.run_command)
+cli.add_command(service.up)
+cli.add_command(service.demo_command)
+cli.add_command(service.publish)
+cli.add_command(api.api_command)
+cli.add_command(jobs.jobs_group)
+cli.add_command(keys.keys_group)
+cli.add_command(projects.projects_group)
+cli.add_command(queues.queues_command)
+cli.add_command(dlq.dlq_group)
+cli.add_command(health.health_command)
+cli.add_command(bench.bench_command)
+
+# The exit code of each kind of error a command may end with (most specific first).
+EXIT_CODES: tuple[tuple[type[DeletionWorkerError], ExitCode], ...] = (
+    (ConfigError, ExitCode.CONFIG),
+    (UsageError, ExitCode.USAGE),
+    (NotFoundError, ExitCode.NOT_FOUND),
+    (RefusedError, ExitCode.REFUSED),
+    (UnavailableError, ExitCode.UNAVAILABLE),
+    (DeletionWorkerError, ExitCode.FAILURE),
+)
 
 
-_register_commands()
+def exit_code_of(error: DeletionWorkerError) -> ExitCode:
+    return next(code for kind, code in EXIT_CODES if isinstance(error, kind))
 
 
 def main() -> None:
@@ -41,6 +67,6 @@ def main() -> None:
         sys.exit(error.exit_code)
     except click.exceptions.Abort:
         sys.exit(ExitCode.FAILURE)
-    except (SettingsError, ProductsFileError) as error:
+    except DeletionWorkerError as error:  # raised before a command ran (settings, products file)
         click.echo(f"deletion-worker: {error}", err=True)
-        sys.exit(ExitCode.CONFIG)
+        sys.exit(exit_code_of(error))

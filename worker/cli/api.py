@@ -32,6 +32,3 @@ def api_command(host: str | None, port: int | None) -> None:
         log.info("api_stopped")
 
     common.run(go())
-
-
-COMMANDS = [api_command]

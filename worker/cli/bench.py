@@ -17,9 +17,9 @@ from worker.bench.environment import BenchProcessError
 from worker.bench.report import render, summary
 from worker.bench.run import STEP_COUNT, BenchOptions, run_bench
 from worker.cli import common
-from worker.exitcodes import ExitCode
 from worker.logs import configure_logging
-from worker.progress import progress
+from worker.ops.exitcodes import ExitCode
+from worker.ops.progress import progress
 from worker.settings import get_settings
 
 T = TypeVar("T")
@@ -125,6 +125,3 @@ def bench_command(
     console = common.console()
     for table in render(report):
         console.print(table)
-
-
-COMMANDS = [bench_command]

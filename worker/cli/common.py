@@ -10,12 +10,11 @@ from typing import IO, Any, TypeVar
 
 import asyncpg
 import click
-from aio_pika.abc import AbstractConnection
 from rich.console import Console
 
-from worker import broker
-from worker.exitcodes import ExitCode
+from worker.amqp import Connection, connect
 from worker.logs import configure_logging
+from worker.ops.exitcodes import ExitCode
 from worker.products import ProductsFile, load_products
 from worker.settings import Settings, get_settings
 
@@ -67,9 +66,9 @@ async def connect_database(loaded: Settings) -> asyncpg.Connection:
         raise CliError(f"cannot reach Postgres: {type(error).__name__}: {error}", ExitCode.UNAVAILABLE) from None
 
 
-async def connect_broker(loaded: Settings) -> AbstractConnection:
+async def connect_broker(loaded: Settings) -> Connection:
     try:
-        return await broker.connect(loaded.amqp_url)
+        return await connect(loaded.amqp_url, name="deletion-worker cli")
     except (TimeoutError, OSError, ConnectionError) as error:
         raise CliError(f"cannot reach RabbitMQ: {type(error).__name__}", ExitCode.UNAVAILABLE) from None
 

@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import click
-from aio_pika.abc import AbstractChannel
 from rich.table import Table
 
-from worker import broker, dlq
+from worker.amqp import Channel, Publisher, Topology
 from worker.cli import common
-from worker.exitcodes import ExitCode
-from worker.progress import progress
+from worker.ops import dlq
+from worker.ops.progress import progress
 from worker.settings import Settings
-from worker.topology import Topology
 
 
 def _topology(loaded: Settings) -> Topology:
-    return Topology(loaded.topology_prefix, tuple(common.products(loaded).names))
+    return Topology.for_settings(loaded, common.products(loaded).names)
 
 
 def _queues(loaded: Settings, queue: str | None) -> list[str]:
-    try:
-        return dlq.dead_queues(_topology(loaded), queue)
-    except dlq.UnknownQueueError as error:
-        raise common.CliError(str(error), ExitCode.NOT_FOUND) from None
+    return dlq.dead_queues(_topology(loaded), queue)
 
 
 @click.group("dlq")
@@ -43,7 +38,7 @@ def list_command(queue: str | None, limit: int, as_json: bool) -> None:
     async def go() -> list[dlq.DeadMessage]:
         connection = await common.connect_broker(loaded)
         try:
-            channel: AbstractChannel = await connection.channel()
+            channel: Channel = await connection.channel()
             return await dlq.list_dead(channel, queues, limit)
         finally:
             await connection.close()
@@ -82,7 +77,7 @@ def replay_command(queue: str | None, message_ids: tuple[str, ...]) -> None:
         connection = await common.connect_broker(loaded)
         try:
             channel = await connection.channel()
-            publisher = await broker.Publisher.open(connection)
+            publisher = await Publisher.open(connection)
             with progress(None, "replaying dead letters") as advance:
                 return await dlq.replay_dead(
                     channel, publisher, queues, message_ids=set(message_ids) or None, advance=advance
@@ -111,6 +106,3 @@ def purge_command(queue: str | None, yes: bool) -> None:
             await connection.close()
 
     common.echo_json({"purged": common.run(go())})
-
-
-COMMANDS = [dlq_group]

@@ -14,7 +14,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from worker.cli import common
-from worker.exitcodes import ExitCode
+from worker.ops.exitcodes import ExitCode
 
 
 def problems_in(metrics_text: str, max_heartbeat_age: float, now: float) -> list[str]:
@@ -54,6 +54,3 @@ def health_command(port: int | None, max_heartbeat_age: float) -> None:
     if problems:
         raise common.CliError("unhealthy: " + "; ".join(problems), ExitCode.UNHEALTHY)
     click.echo("healthy")
-
-
-COMMANDS = [health_command]

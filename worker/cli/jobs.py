@@ -8,13 +8,14 @@ import asyncpg
 import click
 from rich.table import Table
 
+from schemas.status import JobStatus
 from worker.cli import common
-from worker.exitcodes import ExitCode
-from worker.store.inspect import job_chunks, list_jobs
-from worker.store.jobs import CancelRefusedError, JobNotFoundError, cancel_job, get_job, get_product_status
+from worker.ops.exitcodes import ExitCode
+from worker.store.jobs import cancel_job
+from worker.store.reads import get_job, get_product_status, job_chunks, list_jobs
 from worker.store.retention import identity_in_job
 
-STATUSES = ["scheduled", "running", "completed", "failed", "cancelled"]
+STATUSES = [status.value for status in JobStatus]
 
 
 def _job_summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -115,15 +116,7 @@ def show_command(job_id: int, as_json: bool) -> None:
 def cancel_command(job_id: int) -> None:
     """Cancel a scheduled or running job (and its product work not yet done)."""
 
-    async def cancel(connection: asyncpg.Connection) -> None:
-        try:
-            await cancel_job(connection, job_id)
-        except JobNotFoundError:
-            raise common.CliError(f"job {job_id} not found", ExitCode.NOT_FOUND) from None
-        except CancelRefusedError as refused:
-            raise common.CliError(str(refused), ExitCode.REFUSED) from None
-
-    common.with_database(common.settings(), cancel)
+    common.with_database(common.settings(), lambda connection: cancel_job(connection, job_id))
     common.echo_json({"jobId": job_id, "status": "cancelled"})
 
 
@@ -148,6 +141,3 @@ def verify_command(job_id: int, identity: str) -> None:
     common.echo_json({"jobId": job_id, "partOfJob": found})
     if not found:
         raise click.exceptions.Exit(ExitCode.NOT_FOUND)
-
-
-COMMANDS = [jobs_group]

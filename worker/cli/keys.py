@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from worker.cli import common
-from worker.exitcodes import ExitCode
+from worker.ops.exitcodes import ExitCode
 from worker.store.api_keys import create_key, revoke_key
 
 
@@ -29,6 +29,3 @@ def revoke(prefix: str) -> None:
     if not common.with_database(common.settings(), lambda connection: revoke_key(connection, prefix)):
         raise common.CliError("no live key has that prefix", ExitCode.NOT_FOUND)
     common.echo_json({"revoked": prefix})
-
-
-COMMANDS = [keys_group]

@@ -20,6 +20,3 @@ def create(org: str, name: str) -> None:
     """Create a project; prints {"projectId": ..., "projectKey": ...}."""
     project_id, key = common.with_database(common.settings(), lambda connection: create_project(connection, org, name))
     common.echo_json({"projectId": project_id, "projectKey": key})
-
-
-COMMANDS = [projects_group]

@@ -9,10 +9,10 @@ import click
 from rich.live import Live
 from rich.table import Table
 
+from worker.amqp import Topology
 from worker.cli import common
-from worker.queues import QueueState, add_unacked, queue_states
+from worker.ops.queues import QueueState, add_unacked, queue_states
 from worker.settings import Settings
-from worker.topology import Topology
 
 
 def _table(states: list[QueueState]) -> Table:
@@ -30,7 +30,7 @@ def _table(states: list[QueueState]) -> Table:
 
 
 async def _collect(loaded: Settings, management_url: str | None) -> list[QueueState]:
-    topology = Topology(loaded.topology_prefix, tuple(common.products(loaded).names))
+    topology = Topology.for_settings(loaded, common.products(loaded).names)
     connection = await common.connect_broker(loaded)
     try:
         states = await queue_states(connection, topology)
@@ -65,6 +65,3 @@ def queues_command(as_json: bool, watch: bool, interval: float, management_url: 
 
     with contextlib.suppress(KeyboardInterrupt):
         common.run(refresh())
-
-
-COMMANDS = [queues_command]

@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncpg
 
 from schemas import ProductTask
-from worker.db import is_transient
-from worker.errors import PermanentError, TransientError, describe
+from worker.errors import PermanentError, TransientError, describe, is_transient
 from worker.handlers.base import SUCCESS, Handler, ItemResult
 
 

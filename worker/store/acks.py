@@ -1,11 +1,20 @@
-"""Acknowledgements: settle chunks, roll them up into product status and job status.
+"""Acknowledgements: settle chunks, roll them up into product status, then end jobs.
 
-A whole batch of acknowledgements is applied with one statement. Each level counts
-only transitions it actually made (a chunk leaves `waiting` once, a product leaves
-`waiting`/`running` once, a job leaves `running` once), so a redelivered
-acknowledgement changes nothing. A job ends when every one of its products has; that is
-checked only for jobs whose product just ended, under a per-job lock so that two
-batches finishing a job's last two products cannot both miss it.
+Two statements, each its own transaction, and no lock beyond the rows they write:
+
+1. SETTLE_CHUNKS applies a whole batch of acknowledgements. Each level counts only
+   transitions it actually made (a chunk leaves `waiting` once, a product leaves
+   `waiting`/`running` once), so a redelivered acknowledgement changes nothing.
+2. FINISH_JOBS, after that commit, ends the jobs whose every product has ended. Two
+   batches that end a job's last two products concurrently cannot both miss it: each
+   checks only after its own commit, so whichever checks last sees both (a statement
+   sees everything committed before it started). A job already ended is left alone.
+
+If the process dies between the two, the batch is redelivered: its chunks are settled
+already (it counts as stale), and FINISH_JOBS runs for the jobs of stale results too,
+so the job ends then. The reconciler ends any job the two steps still missed.
+Row locks are taken in one order everywhere: task_chunks, then product_status, then
+jobs (cancelling follows it too), so acknowledgements and cancels cannot deadlock.
 """
 
 from __future__ import annotations
@@ -14,9 +23,6 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
-
-# The first key of the two-key advisory lock; the job id (mod 2^31-1) is the second.
-JOB_LOCK_NAMESPACE = 74_201
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,7 @@ WITH input AS (
     UPDATE task_chunks c SET status = i.status, error = i.error, acked_at = now()
     FROM input i
     WHERE c.task_id = i.task_id AND c.job_id = i.job_id AND c.product = i.product AND c.status = 'waiting'
-    RETURNING c.job_id, c.product, c.status, c.error
+    RETURNING c.task_id, c.job_id, c.product, c.status, c.error
 ), per_product AS (
     SELECT job_id, product,
            count(*) FILTER (WHERE status = 'success') AS ok,
@@ -66,20 +72,25 @@ WITH input AS (
     RETURNING ps.job_id, ps.status
 )
 SELECT (SELECT count(*) FROM settled) AS settled,
-       ARRAY(SELECT DISTINCT job_id FROM products_updated WHERE status IN ('success', 'failed')) AS touched
+       ARRAY(SELECT DISTINCT job_id FROM products_updated WHERE status IN ('success', 'failed')
+             UNION
+             SELECT DISTINCT i.job_id FROM input i
+             WHERE NOT EXISTS (SELECT 1 FROM settled s
+                               WHERE s.task_id = i.task_id AND s.job_id = i.job_id AND s.product = i.product))
+           AS to_check
 """
 
-# Runs after SETTLE_CHUNKS in the same transaction, so it sees the product statuses just
-# written; the per-job advisory locks make sure a concurrent batch sees them too.
+# Ends the jobs among $1 whose every product has ended (a job without products has);
+# returns them with their status.
 FINISH_JOBS = """
 WITH outcome AS (
-    SELECT job_id,
-           bool_and(status IN ('success', 'failed', 'cancelled')) AS ended,
-           bool_or(status = 'failed') AS any_failed,
-           jsonb_agg(product || ': ' || coalesce(error, 'failed') ORDER BY product)
-               FILTER (WHERE status = 'failed') AS errors
-    FROM product_status WHERE job_id = ANY($1::bigint[])
-    GROUP BY job_id
+    SELECT j.id AS job_id,
+           coalesce(bool_and(ps.status IN ('success', 'failed', 'cancelled', 'skipped')), true) AS ended,
+           coalesce(bool_or(ps.status = 'failed'), false) AS any_failed,
+           jsonb_agg(ps.product || ': ' || coalesce(ps.error, ps.status) ORDER BY ps.product)
+               FILTER (WHERE ps.status IN ('failed', 'skipped')) AS errors
+    FROM unnest($1::bigint[]) AS j(id) LEFT JOIN product_status ps ON ps.job_id = j.id
+    GROUP BY j.id
 ), finished AS (
     UPDATE jobs j SET
         status = CASE WHEN o.any_failed THEN 'failed' ELSE 'completed' END,
@@ -91,52 +102,32 @@ WITH outcome AS (
     RETURNING j.id, j.status, j.finished_at
 ), queued AS (
     INSERT INTO retention_queue (finished_at, job_id) SELECT finished_at, id FROM finished
+), no_longer_running AS (
+    DELETE FROM running_jobs r USING finished f WHERE r.job_id = f.id
 )
 SELECT id, status FROM finished
 """
 
 
+async def finish_jobs(connection: asyncpg.Connection, job_ids: list[int]) -> tuple[list[int], list[int]]:
+    """End those of these jobs whose products have all ended: (completed, failed) ids."""
+    if not job_ids:
+        return [], []
+    rows = await connection.fetch(FINISH_JOBS, sorted(job_ids))
+    return [r["id"] for r in rows if r["status"] == "completed"], [r["id"] for r in rows if r["status"] == "failed"]
+
+
 async def apply_acks(connection: asyncpg.Connection, results: list[ChunkResult]) -> AckOutcome:
     if not results:
         return AckOutcome(0, 0, [], [])
-    job_ids = sorted({result.job_id for result in results})
-    async with connection.transaction():
-        # Serialise batches that touch the same job, in id order so they cannot deadlock.
-        # Advisory locks rather than row locks: they cost no write to the jobs table.
-        await connection.execute(
-            "SELECT count(pg_advisory_xact_lock($2::int, (id % 2147483647)::int))"
-            " FROM (SELECT unnest($1::bigint[]) AS id ORDER BY 1) AS ordered",
-            job_ids,
-            JOB_LOCK_NAMESPACE,
-        )
-        row = await connection.fetchrow(
-            SETTLE_CHUNKS,
-            [r.task_id for r in results],
-            [r.job_id for r in results],
-            [r.product for r in results],
-            [r.status for r in results],
-            [r.error for r in results],
-        )
-        assert row is not None
-        finished = await connection.fetch(FINISH_JOBS, row["touched"]) if row["touched"] else []
-    return AckOutcome(
-        settled=row["settled"],
-        stale=len(results) - row["settled"],
-        completed=[r["id"] for r in finished if r["status"] == "completed"],
-        failed=[r["id"] for r in finished if r["status"] == "failed"],
+    row = await connection.fetchrow(
+        SETTLE_CHUNKS,
+        [r.task_id for r in results],
+        [r.job_id for r in results],
+        [r.product for r in results],
+        [r.status for r in results],
+        [r.error for r in results],
     )
-
-
-async def cancelled_jobs(connection: asyncpg.Connection, job_ids: list[int]) -> set[int]:
-    """Those of these jobs that were cancelled: their tasks are acknowledged without work."""
-    rows = await connection.fetch("SELECT id FROM jobs WHERE id = ANY($1::bigint[]) AND status = 'cancelled'", job_ids)
-    return {row["id"] for row in rows}
-
-
-async def mark_running(connection: asyncpg.Connection, product: str, job_ids: list[int]) -> None:
-    await connection.execute(
-        "UPDATE product_status SET status = 'running', created_at = now()"
-        " WHERE job_id = ANY($1::bigint[]) AND product = $2 AND status = 'waiting'",
-        job_ids,
-        product,
-    )
+    assert row is not None
+    completed, failed = await finish_jobs(connection, row["to_check"])
+    return AckOutcome(settled=row["settled"], stale=len(results) - row["settled"], completed=completed, failed=failed)

@@ -1,0 +1,134 @@
+"""Publishing with confirms: persistent messages, many confirms outstanding at once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiormq.abc
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractConnection
+from aiormq.exceptions import DeliveryError
+from pamqp import commands as spec
+
+from worker import metrics
+from worker.amqp import _batch as batch_publish
+from worker.errors import TransientError
+
+log = structlog.get_logger(__name__)
+
+JSON = "application/json"
+PERSISTENT = 2  # AMQP delivery mode: written to disk by the broker
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to publish: to the default exchange (routing key = queue) or a named one."""
+
+    routing_key: str
+    body: bytes
+    exchange: str = ""
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    message_id: str | None = None
+    expiration_ms: int | None = None
+    queue_label: str | None = None  # for metrics; defaults to the routing key
+
+
+def _properties(item: Outgoing) -> spec.Basic.Properties:
+    return spec.Basic.Properties(
+        content_type=JSON,
+        delivery_mode=PERSISTENT,
+        headers=dict(item.headers) or None,
+        # The client matches a returned message to its publish by message id.
+        message_id=item.message_id or str(uuid.uuid4()),
+        expiration=str(item.expiration_ms) if item.expiration_ms is not None else None,
+        # No timestamp property: encoding and decoding it cost ~2% of the CPU per message
+        # on each side; dead letters carry their own time header.
+    )
+
+
+class PublishRefusedError(TransientError):
+    """The broker nacked a message: it did not take responsibility for it."""
+
+
+def _is_nack(result: object) -> bool:
+    # aiormq settles a nack as a DeliveryError carrying the Nack frame (a returned message
+    # is a DeliveryError too, a PublishError with the Return frame: that one stays as is).
+    return isinstance(result, DeliveryError) and isinstance(result.frame, spec.Basic.Nack)
+
+
+class Publisher:
+    """Publishes persistent messages on a confirm channel, many confirms outstanding at once.
+
+    A batch is written to the channel in one piece (`worker.amqp._batch`); where the
+    installed aiormq does not allow that, each message goes through aiormq's own
+    `basic_publish`, concurrently. Both skip aio-pika's Message objects, which cost a fifth
+    of the publishing throughput.
+    """
+
+    def __init__(self, channel: AbstractChannel, underlay: aiormq.Channel, *, batched: bool = True) -> None:
+        self._channel = channel
+        self._underlay = underlay
+        self._batched = batched and batch_publish.supports(underlay)
+        metrics.PUBLISHER_BATCHED.set(1 if self._batched else 0)
+        if batched and not self._batched:
+            log.warning("publishing one message at a time: this aiormq does not allow batched writes")
+
+    @classmethod
+    async def open(cls, connection: AbstractConnection, *, batched: bool = True) -> Publisher:
+        """`batched=False` publishes one message at a time through aiormq's basic_publish."""
+        # on_return_raises: an unroutable message (no such queue) is an error, not a silent drop.
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        underlay = await channel.get_underlay_channel()
+        # The concrete channel: its basic_publish takes `wait`, the abstract one does not say so.
+        assert isinstance(underlay, aiormq.Channel)
+        return cls(channel, underlay, batched=batched)
+
+    async def publish(self, messages: Sequence[Outgoing]) -> None:
+        """Publish all and wait until the broker confirmed every one; raises if any was refused
+        (nacked, or returned as unroutable)."""
+        if not messages:
+            return
+        publishes = [
+            batch_publish.Publish(item.exchange, item.routing_key, _properties(item), item.body) for item in messages
+        ]
+        if self._batched:
+            results = await batch_publish.publish_batch(self._underlay, publishes)
+        else:
+            results = await asyncio.gather(*map(self._publish_one, publishes), return_exceptions=True)
+        failure: BaseException | None = None
+        published: Counter[str] = Counter()
+        for item, result in zip(messages, results, strict=True):
+            if _is_nack(result):
+                failure = failure or PublishRefusedError(f"broker refused a message for {item.routing_key}")
+            elif isinstance(result, BaseException):
+                failure = failure or result
+            else:
+                published[item.queue_label or item.routing_key] += 1
+        for queue, count in published.items():
+            metrics.MESSAGES_PUBLISHED.labels(queue).inc(count)
+        if failure is not None:
+            raise failure
+
+    async def _publish_one(self, publish: batch_publish.Publish) -> batch_publish.Confirmation:
+        confirmation = await self._underlay.basic_publish(
+            publish.body,
+            exchange=publish.exchange,
+            routing_key=publish.routing_key,
+            properties=publish.properties,
+            mandatory=True,
+            # Not waiting for each frame to be written and drained: the broker's confirm
+            # is what counts, and skipping the per-message drain made publishing ~7%
+            # cheaper. Memory stays bounded: the caller holds these messages anyway.
+            wait=False,
+        )
+        assert isinstance(confirmation, spec.Basic.Ack), "a confirm channel acks (a nack is raised)"
+        return confirmation
+
+    async def close(self) -> None:
+        if not self._channel.is_closed:
+            await self._channel.close()

@@ -1,0 +1,77 @@
+"""Acks role: acknowledgements from `deletion.acks` settle chunks and roll up into
+product and job status, two statements per batch (worker.store.acks)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+import structlog
+
+from schemas import ProductAck
+from schemas.status import JobStatus
+from worker import metrics
+from worker.amqp import Delivery, QueueNames
+from worker.roles.batch import DONE, BatchConsumer, DeadLetter, Disposition, Probe, parse_body
+from worker.roles.consuming import ConsumerOptions
+from worker.store.acks import ChunkResult, apply_acks
+
+log = structlog.get_logger(__name__)
+
+
+def parse_ack(body: bytes) -> ProductAck | DeadLetter:
+    ack = parse_body(ProductAck, body)
+    if isinstance(ack, DeadLetter):
+        return ack
+    try:
+        uuid.UUID(ack.task_id)
+    except ValueError:
+        return DeadLetter("schema: taskId: not a task id issued by dispatch")
+    return ack
+
+
+class AcksRole(BatchConsumer):
+    def __init__(self, queue: QueueNames, options: ConsumerOptions, *, pool: asyncpg.Pool, probe: Probe) -> None:
+        super().__init__("acks", queue, options, probe)
+        self.pool = pool
+
+    async def handle(self, batch: Sequence[Delivery]) -> list[Disposition]:
+        dispositions: list[Disposition] = [DONE] * len(batch)
+        results: list[ChunkResult] = []
+        for index, message in enumerate(batch):
+            parsed = parse_ack(message.body)
+            if isinstance(parsed, DeadLetter):
+                dispositions[index] = parsed
+                continue
+            task_id = uuid.UUID(parsed.task_id)
+            # `cancelled` results need no write: cancelling already settled those chunks.
+            results.extend(
+                ChunkResult(
+                    task_id,
+                    r["jobId"],
+                    parsed.product,
+                    r["status"],
+                    (r.get("error") or "failed")[:500] if r["status"] == "failed" else None,
+                )
+                for r in parsed.results
+                if r["status"] != "cancelled"
+            )
+        if not results:
+            return dispositions
+        async with self.pool.acquire() as connection:
+            outcome = await apply_acks(connection, results)
+        if outcome.completed:
+            metrics.JOB_TRANSITIONS.labels(JobStatus.COMPLETED).inc(len(outcome.completed))
+        if outcome.failed:
+            metrics.JOB_TRANSITIONS.labels(JobStatus.FAILED).inc(len(outcome.failed))
+        log.info(
+            "acks_applied",
+            settled=outcome.settled,
+            stale=outcome.stale,
+            completed=len(outcome.completed),
+            failed=len(outcome.failed),
+            completed_ids=outcome.completed[:50],
+            failed_ids=outcome.failed[:50],
+        )
+        return dispositions

@@ -1,0 +1,350 @@
+"""What every consuming role shares: its channel, a byte-bounded inbox, and settling.
+
+Memory is bounded by bytes, not by message count. The broker's prefetch window is
+sized from the largest recent message so that a window's worth fits the role's byte
+budget (`DELETION_CONSUMER_MAX_BYTES`), and a delivery that would still take the held
+bytes over the budget (a run of large messages after small ones) is *handed back*:
+republished to its queue with publisher confirms, then acked. Handing back is also how
+deliveries leave a role on a graceful stop and during a long database outage, and how a
+message returned by a lost session is refreshed: RabbitMQ 3.x quorum queues count every
+return towards the delivery limit, so holding on or nacking would, over a few restarts,
+dead-letter messages that no handler ever saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from worker import metrics
+from worker.amqp import ConsumerChannel, Delivery, Outgoing, QueueNames
+from worker.amqp.topology import (
+    ATTEMPT_HEADER,
+    BROKER_DELIVERY_COUNT_HEADER,
+    DEAD_AT_HEADER,
+    ERROR_HEADER,
+    ORIGIN_HEADER,
+)
+from worker.errors import describe
+from worker.retry import RetryPolicy
+from worker.roles.base import Role, Session
+
+log = structlog.get_logger(__name__)
+
+# A first guess of message size, until some have been seen.
+INITIAL_SIZE_GUESS = 16 * 1024
+SIZES_REMEMBERED = 512
+RETURNED_REMEMBERED = 100_000
+
+
+@dataclass(frozen=True)
+class ConsumerOptions:
+    retry: RetryPolicy
+    batch_size: int = 500
+    batch_max_bytes: int = 8 * 1024 * 1024
+    batch_wait_ms: int = 5
+    window_max: int = 2000  # prefetch, at most
+    window_bytes: int = 64 * 1024 * 1024  # bytes a role may hold: inbox and work in hand
+    contention_attempts: int = 5
+    unavailable_hold_seconds: float = 300.0
+    refresh_after_deliveries: int = 10  # a returned message is refreshed once counted this often
+
+
+@dataclass
+class ConsumerStats:
+    consumed: int = 0
+    dead_lettered: int = 0
+    retried: int = 0
+    handed_back: int = 0
+
+
+def _fresh_headers(delivery: Delivery) -> dict[str, object]:
+    return {k: v for k, v in delivery.headers.items() if k != BROKER_DELIVERY_COUNT_HEADER}
+
+
+@dataclass
+class _Held:
+    inbox: deque[Delivery] = field(default_factory=deque)
+    inbox_bytes: int = 0
+    in_hand: list[Delivery] = field(default_factory=list)
+    in_hand_bytes: int = 0
+    handing_back: dict[int, Delivery] = field(default_factory=dict)
+
+
+class QueueRole(Role):
+    """A role consuming one queue. Subclasses implement `consume_loop`."""
+
+    def __init__(self, name: str, queue: QueueNames, options: ConsumerOptions) -> None:
+        super().__init__(name)
+        self.queue = queue
+        self.options = options
+        self.stats = ConsumerStats()
+        self._held = _Held()
+        self._arrived = asyncio.Event()
+        self._sizes: deque[int] = deque(maxlen=SIZES_REMEMBERED)
+        self._window = self._window_for(INITIAL_SIZE_GUESS)
+        self._returned: OrderedDict[str, None] = OrderedDict()
+        self._background: set[asyncio.Task[None]] = set()
+        self._channel: ConsumerChannel | None = None
+        self._session: Session | None = None
+        self.consuming = False
+
+    @property
+    def consumes(self) -> str:
+        return self.queue.main
+
+    @property
+    def held_bytes(self) -> int:
+        return self._held.inbox_bytes + self._held.in_hand_bytes
+
+    async def consume_loop(self, session: Session, stopping: asyncio.Event) -> None:
+        raise NotImplementedError
+
+    # -- the session ------------------------------------------------------------------
+
+    async def run(self, session: Session, stopping: asyncio.Event) -> None:
+        channel = await session.open_channel()
+        self._channel, self._session, self._held = channel, session, _Held()
+        try:
+            await channel.set_window(self._window)
+            await self.resume_consuming()
+            await self.consume_loop(session, stopping)
+            if stopping.is_set() and not session.lost.is_set():
+                await self._stop_gracefully()
+        finally:
+            self.consuming = False
+            metrics.CONSUMERS_ACTIVE.labels(self.queue.main).set(0)
+            if not stopping.is_set():
+                self._remember_returned()
+            for task in list(self._background):
+                task.cancel()
+            self._channel = None
+            if not session.lost.is_set():
+                # Left by a graceful stop or a failure of this role alone: whatever it
+                # still holds goes back to the queue with the channel.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(channel.close(), 5)
+        if channel.cancelled_by_broker.is_set() and not stopping.is_set():
+            metrics.CONSUMER_CANCELLED.labels(self.queue.main).inc()
+            raise ConsumerCancelledError(f"the broker cancelled the consumer of {self.queue.main}")
+
+    async def resume_consuming(self) -> None:
+        assert self._channel is not None
+        await self._channel.consume(self.queue.main, self._on_delivery)
+        self.consuming = True
+        metrics.CONSUMERS_ACTIVE.labels(self.queue.main).set(1)
+
+    async def pause_consuming(self) -> None:
+        self.consuming = False
+        metrics.CONSUMERS_ACTIVE.labels(self.queue.main).set(0)
+        if self._channel is not None:
+            await self._channel.cancel()
+
+    def interrupted(self, session: Session, stopping: asyncio.Event) -> bool:
+        assert self._channel is not None
+        return stopping.is_set() or session.lost.is_set() or self._channel.cancelled_by_broker.is_set()
+
+    async def _stop_gracefully(self) -> None:
+        """No more deliveries; what is buffered goes back to the queue uncounted."""
+        await self.pause_consuming()
+        await asyncio.sleep(0)  # deliveries read before the cancel was confirmed are queued as tasks
+        await asyncio.sleep(0)
+        await self.hand_back(self.take_inbox(), "stop")
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=10)
+
+    def _remember_returned(self) -> None:
+        """The session was lost while this process lives: every delivery it held goes back
+        to the queue through no fault of its own, and is refreshed when it comes again."""
+        held = [*self._held.inbox, *self._held.in_hand, *self._held.handing_back.values()]
+        for delivery in held:
+            if delivery.message_id is not None:
+                self._returned[delivery.message_id] = None
+        while len(self._returned) > RETURNED_REMEMBERED:
+            self._returned.popitem(last=False)
+
+    # -- the inbox ----------------------------------------------------------------------
+
+    def _on_delivery(self, delivery: Delivery) -> None:
+        held = self._held
+        if (
+            delivery.redelivered
+            and delivery.message_id is not None
+            and delivery.broker_deliveries >= self.options.refresh_after_deliveries
+            and self._returned.pop(delivery.message_id, 0) is None
+        ):
+            self._hand_back_soon([delivery], "returned")
+            return
+        if (held.inbox or held.in_hand) and self.held_bytes + delivery.size > self.options.window_bytes:
+            self._hand_back_soon([delivery], "over_budget")
+            return
+        held.inbox.append(delivery)
+        held.inbox_bytes += delivery.size
+        self._sizes.append(delivery.size)
+        self._arrived.set()
+
+    def take(self, max_count: int, max_bytes: int) -> list[Delivery]:
+        """From the head of the inbox: at most `max_count` deliveries and `max_bytes` (at least one)."""
+        held = self._held
+        taken: list[Delivery] = []
+        size = 0
+        while held.inbox and len(taken) < max_count:
+            delivery = held.inbox[0]
+            if taken and size + delivery.size > max_bytes:
+                break
+            taken.append(held.inbox.popleft())
+            size += delivery.size
+        held.inbox_bytes -= size
+        held.in_hand.extend(taken)
+        held.in_hand_bytes += size
+        if not held.inbox:
+            self._arrived.clear()
+        return taken
+
+    def take_inbox(self) -> list[Delivery]:
+        return self.take(len(self._held.inbox), self.options.window_bytes * 4)
+
+    def released(self, deliveries: Sequence[Delivery]) -> None:
+        """These are settled: they no longer count against the budget."""
+        tags = {d.delivery_tag for d in deliveries}
+        held = self._held
+        held.in_hand = [d for d in held.in_hand if d.delivery_tag not in tags]
+        held.in_hand_bytes = sum(d.size for d in held.in_hand)
+
+    async def wait_for_delivery(self, session: Session, stopping: asyncio.Event) -> bool:
+        """Until something is in the inbox (True), or the role must end (False)."""
+        assert self._channel is not None
+        while not self._held.inbox:
+            if self.interrupted(session, stopping):
+                return False
+            waiters = [
+                self._arrived.wait(),
+                stopping.wait(),
+                session.lost.wait(),
+                self._channel.cancelled_by_broker.wait(),
+            ]
+            futures = [asyncio.ensure_future(w) for w in waiters]
+            try:
+                await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for future in futures:
+                    future.cancel()
+        return not self.interrupted(session, stopping)
+
+    def _window_for(self, largest: int) -> int:
+        return max(1, min(self.options.window_max, self.options.window_bytes // max(largest, 512)))
+
+    async def adapt_window(self) -> None:
+        """Size the prefetch window from the largest recent message."""
+        window = self._window_for(max(self._sizes, default=INITIAL_SIZE_GUESS))
+        if self._channel is not None and (window < self._window or window > self._window * 1.25):
+            self._window = window
+            await self._channel.set_window(window)
+
+    # -- settling ------------------------------------------------------------------------
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Ack these (a batch in delivery order, or one). One `multiple` ack when nothing
+        older is still being handed back (a multiple ack would cover it too early)."""
+        assert self._channel is not None
+        last = deliveries[-1].delivery_tag
+        if len(deliveries) > 1 and not any(tag < last for tag in self._held.handing_back):
+            await self._channel.ack(last, multiple=True)
+        else:
+            for delivery in deliveries:
+                await self._channel.ack(delivery.delivery_tag)
+        self.released(deliveries)
+        self.stats.consumed += len(deliveries)
+        metrics.MESSAGES_CONSUMED.labels(self.queue.main).inc(len(deliveries))
+        metrics.HEARTBEAT.set(time.time())
+
+    def retry_copy(self, delivery: Delivery, reason: str) -> Outgoing:
+        assert self._session is not None
+        attempt = delivery.attempt + 1
+        if attempt >= self.options.retry.max_attempts:
+            return self.dead_copy(delivery, f"retries exhausted after {attempt} attempts: {reason}")
+        self.stats.retried += 1
+        metrics.MESSAGES_RETRIED.labels(self.queue.main).inc()
+        topology = self._session.topology
+        delay = topology.choose_retry_tier(self.options.retry.bound_ms(attempt))
+        log.info("message_retry", queue=self.queue.main, attempt=attempt, delay_ms=delay, reason=reason)
+        return Outgoing(
+            exchange=topology.retry_tier(delay),
+            routing_key=self.queue.main,  # where the tier sends it back when its time is up
+            body=delivery.body,
+            headers={**_fresh_headers(delivery), ATTEMPT_HEADER: attempt, ERROR_HEADER: reason[:1000]},
+            message_id=delivery.message_id,
+            queue_label=topology.retry_tier(delay),
+        )
+
+    def dead_copy(self, delivery: Delivery, reason: str) -> Outgoing:
+        self.stats.dead_lettered += 1
+        metrics.MESSAGES_DEAD_LETTERED.labels(self.queue.main, reason.split(":", 1)[0][:40]).inc()
+        log.warning(
+            "message_dead_lettered",
+            queue=self.queue.main,
+            message_id=delivery.message_id,
+            size=delivery.size,
+            reason=reason,
+        )
+        headers = {
+            **_fresh_headers(delivery),
+            ERROR_HEADER: reason[:1000],
+            ORIGIN_HEADER: self.queue.main,
+            DEAD_AT_HEADER: int(time.time() * 1000),
+        }
+        return Outgoing(
+            routing_key=self.queue.dead, body=delivery.body, headers=headers, message_id=delivery.message_id
+        )
+
+    async def hand_back(self, deliveries: Sequence[Delivery], reason: str) -> None:
+        """Republish to the queue (confirmed), then ack: the copies start with a fresh count."""
+        if not deliveries or self._session is None:
+            return
+        held = self._held
+        for delivery in deliveries:
+            held.handing_back[delivery.delivery_tag] = delivery
+        try:
+            copies = [
+                Outgoing(routing_key=self.queue.main, body=d.body, headers=_fresh_headers(d), message_id=d.message_id)
+                for d in deliveries
+            ]
+            await self._session.publisher.publish(copies)
+            assert self._channel is not None
+            for delivery in deliveries:
+                await self._channel.ack(delivery.delivery_tag)
+        except Exception as error:  # noqa: BLE001 - unacked, they return to the queue with the channel
+            log.warning("hand_back_failed", queue=self.queue.main, count=len(deliveries), error=describe(error))
+            return
+        finally:
+            for delivery in deliveries:
+                held.handing_back.pop(delivery.delivery_tag, None)
+            self.released(deliveries)
+        self.stats.handed_back += len(deliveries)
+        metrics.HANDED_BACK.labels(self.queue.main, reason).inc(len(deliveries))
+
+    def _hand_back_soon(self, deliveries: list[Delivery], reason: str) -> None:
+        for delivery in deliveries:
+            self._held.handing_back[delivery.delivery_tag] = delivery
+        task = asyncio.create_task(self.hand_back(deliveries, reason))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "consumed": self.stats.consumed,
+            "dead_lettered": self.stats.dead_lettered,
+            "retried": self.stats.retried,
+            "handed_back": self.stats.handed_back,
+        }
+
+
+class ConsumerCancelledError(Exception):
+    """The broker cancelled a consumer (its queue was deleted): the session is re-made,
+    which declares the queue again and consumes from it."""

@@ -1,0 +1,109 @@
+"""Intake: deletion requests from `deletion.requests` become jobs in Postgres."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import asyncpg
+import structlog
+
+from schemas import DeletionRequest
+from schemas.status import JobStatus
+from worker import metrics
+from worker.amqp import Delivery, QueueNames
+from worker.roles.batch import DONE, BatchConsumer, DeadLetter, Disposition, Probe, parse_body
+from worker.roles.consuming import ConsumerOptions
+from worker.store.jobs import JobSizing, NewJob, create_jobs
+from worker.store.projects import project_ids_by_key
+
+log = structlog.get_logger(__name__)
+
+
+def parse_request(body: bytes, max_bytes: int, max_identities: int) -> DeletionRequest | DeadLetter:
+    if len(body) > max_bytes:
+        return DeadLetter(f"limit: message of {len(body)} bytes exceeds {max_bytes}")
+    request = parse_body(DeletionRequest, body)
+    if isinstance(request, DeadLetter):
+        return request
+    if len(request.identities) > max_identities:
+        return DeadLetter(f"limit: {len(request.identities)} identities exceed {max_identities}")
+    return request
+
+
+def to_new_job(request: DeletionRequest, project_id: int) -> NewJob:
+    start_at = datetime.fromtimestamp(request.start_at / 1000, tz=UTC) if request.start_at is not None else None
+    return NewJob(
+        request_id=request.request_id,
+        project_id=project_id,
+        identities=[(identity["namespace"]["code"], identity["id"]) for identity in request.identities],
+        action=request.action,
+        dataset_id=request.dataset_id,
+        start_at=start_at,
+        description=request.description,
+        display_name=request.display_name,
+        reference_id=request.reference_id,
+    )
+
+
+class IntakeRole(BatchConsumer):
+    def __init__(
+        self,
+        queue: QueueNames,
+        options: ConsumerOptions,
+        *,
+        pool: asyncpg.Pool,
+        probe: Probe,
+        products: list[str],
+        notify_channel: str,
+        max_bytes: int,
+        max_identities: int,
+        sizing: JobSizing,
+    ) -> None:
+        super().__init__("intake", queue, options, probe)
+        self.sizing = sizing
+        self.pool = pool
+        self.products = products
+        self.notify_channel = notify_channel
+        self.max_bytes = max_bytes
+        self.max_identities = max_identities
+        # Project ids never change once created, so a key found once stays valid.
+        self._project_ids: dict[str, int] = {}
+
+    async def handle(self, batch: Sequence[Delivery]) -> list[Disposition]:
+        dispositions: list[Disposition] = [DONE] * len(batch)
+        parsed: dict[int, DeletionRequest] = {}
+        for index, message in enumerate(batch):
+            result = parse_request(message.body, self.max_bytes, self.max_identities)
+            if isinstance(result, DeadLetter):
+                dispositions[index] = result
+            else:
+                parsed[index] = result
+        if not parsed:
+            return dispositions
+
+        async with self.pool.acquire() as connection:
+            unknown_keys = {r.project_key for r in parsed.values()} - self._project_ids.keys()
+            if unknown_keys:
+                self._project_ids.update(await project_ids_by_key(connection, sorted(unknown_keys)))
+            jobs: dict[str, NewJob] = {}
+            for index, request in parsed.items():
+                project_id = self._project_ids.get(request.project_key)
+                if project_id is None:
+                    dispositions[index] = DeadLetter("unknown project: no project has this projectKey")
+                elif request.request_id not in jobs:  # a duplicate within the batch is one job
+                    jobs[request.request_id] = to_new_job(request, project_id)
+            created = await create_jobs(
+                connection, list(jobs.values()), self.products, self.notify_channel, self.sizing
+            )
+
+        if created:
+            metrics.JOB_TRANSITIONS.labels(JobStatus.SCHEDULED).inc(len(created))
+            log.info(
+                "jobs_created",
+                count=len(created),
+                duplicates=len(jobs) - len(created),
+                identity_count=sum(len(jobs[r].identities) for r in created),
+                job_ids=sorted(created.values())[:50],
+            )
+        return dispositions

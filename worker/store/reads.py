@@ -1,0 +1,136 @@
+"""Read queries: the HTTP API's (always scoped to the caller's organization) and the
+operators' (`jobs list|show`: counts and ids, never identity values)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+JOB_COLUMNS = """
+    j.id, j.request_id, j.project_id, j.workorder_id, j.bundle_id, j.action, j.dataset_id,
+    j.reference_id, j.description, j.display_name, j.created_by, j.status, j.errors,
+    j.identity_count, j.created_at, j.updated_at, j.start_at, j.dispatched_at, j.finished_at
+"""
+
+
+async def get_job(connection: asyncpg.Connection, job_id: int) -> dict[str, Any] | None:
+    row = await connection.fetchrow(f"SELECT {JOB_COLUMNS} FROM jobs j WHERE j.id = $1", job_id)  # noqa: S608
+    return dict(row) if row is not None else None
+
+
+async def get_product_status(connection: asyncpg.Connection, job_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    rows = await connection.fetch(
+        "SELECT job_id, product, status, chunks_total, chunks_success, chunks_failed, error, created_at"
+        " FROM product_status WHERE job_id = ANY($1::bigint[]) ORDER BY job_id, product",
+        job_ids,
+    )
+    result: dict[int, list[dict[str, Any]]] = {job_id: [] for job_id in job_ids}
+    for row in rows:
+        result[row["job_id"]].append(dict(row))
+    return result
+
+
+async def project_id_in_org(connection: asyncpg.Connection, project_key: str, org_id: str) -> int | None:
+    project_id: int | None = await connection.fetchval(
+        "SELECT id FROM projects WHERE key = $1 AND org_id = $2", project_key, org_id
+    )
+    return project_id
+
+
+# Just what the Jobs API shows: decoding fewer columns is most of a list page's cost.
+JOBS_VIEW_COLUMNS = (
+    "j.id, j.description, j.status, j.project_id, j.action, j.reference_id,"
+    " j.created_at, j.updated_at, j.start_at, j.errors"
+)
+
+
+async def list_project_jobs(
+    connection: asyncpg.Connection, project_id: int, limit: int, offset: int
+) -> list[dict[str, Any]]:
+    rows = await connection.fetch(
+        f"SELECT {JOBS_VIEW_COLUMNS} FROM jobs j WHERE j.project_id = $1 ORDER BY j.id DESC LIMIT $2 OFFSET $3",  # noqa: S608
+        project_id,
+        limit,
+        offset,
+    )
+    return [dict(row) for row in rows]
+
+
+async def get_project_job(connection: asyncpg.Connection, project_id: int, job_id: int) -> dict[str, Any] | None:
+    row = await connection.fetchrow(
+        f"SELECT {JOBS_VIEW_COLUMNS} FROM jobs j WHERE j.id = $1 AND j.project_id = $2",  # noqa: S608
+        job_id,
+        project_id,
+    )
+    return dict(row) if row is not None else None
+
+
+async def get_org_workorder(connection: asyncpg.Connection, org_id: str, workorder: str) -> dict[str, Any] | None:
+    """By workorderId (DI-...) or bundleId (BN-...)."""
+    column = "bundle_id" if workorder.startswith("BN-") else "workorder_id"
+    row = await connection.fetchrow(
+        f"SELECT {JOB_COLUMNS} FROM jobs j JOIN projects p ON p.id = j.project_id"  # noqa: S608
+        f" WHERE j.{column} = $1 AND p.org_id = $2",
+        workorder,
+        org_id,
+    )
+    return dict(row) if row is not None else None
+
+
+async def list_org_workorders(
+    connection: asyncpg.Connection, org_id: str, limit: int, offset: int
+) -> list[dict[str, Any]]:
+    rows = await connection.fetch(
+        f"SELECT {JOB_COLUMNS} FROM jobs j"  # noqa: S608
+        " WHERE j.project_id IN (SELECT id FROM projects WHERE org_id = $1)"
+        " ORDER BY j.id DESC LIMIT $2 OFFSET $3",
+        org_id,
+        limit,
+        offset,
+    )
+    return [dict(row) for row in rows]
+
+
+async def update_workorder_text(
+    connection: asyncpg.Connection, job_id: int, display_name: str | None, description: str | None
+) -> None:
+    await connection.execute(
+        "UPDATE jobs SET display_name = coalesce($2, display_name), description = coalesce($3, description),"
+        " updated_at = now() WHERE id = $1",
+        job_id,
+        display_name,
+        description,
+    )
+
+
+async def list_jobs(
+    connection: asyncpg.Connection, project_key: str | None, status: str | None, limit: int
+) -> list[dict[str, Any]]:
+    rows = await connection.fetch(
+        f"SELECT {JOB_COLUMNS}, p.key AS project_key FROM jobs j JOIN projects p ON p.id = j.project_id"  # noqa: S608
+        " WHERE ($1::text IS NULL OR p.key = $1) AND ($2::text IS NULL OR j.status = $2)"
+        " ORDER BY j.id DESC LIMIT $3",
+        project_key,
+        status,
+        limit,
+    )
+    return [dict(row) for row in rows]
+
+
+async def job_chunks(connection: asyncpg.Connection, job_id: int) -> list[dict[str, Any]]:
+    """Per product: chunk counts by status and when the last acknowledgement came."""
+    rows = await connection.fetch(
+        """
+        SELECT product, count(*) AS chunks,
+               count(*) FILTER (WHERE status = 'waiting') AS waiting,
+               count(*) FILTER (WHERE status = 'success') AS success,
+               count(*) FILTER (WHERE status = 'failed') AS failed,
+               count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+               count(DISTINCT task_id) AS tasks,
+               max(acked_at) AS last_ack
+        FROM task_chunks WHERE job_id = $1 GROUP BY product ORDER BY product
+        """,
+        job_id,
+    )
+    return [dict(row) for row in rows]

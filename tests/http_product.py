@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,7 @@ class ProductEndpoint:
 
     statuses: list[int] = field(default_factory=lambda: [200])
     delay: float = 0.0
+    hang_until: float = 0.0  # time.monotonic() before which a call gets no answer (a blackhole)
     answer: Callable[[dict[str, Any]], Response] | None = None
     calls: list[dict[str, Any]] = field(default_factory=list)
     signatures: list[str | None] = field(default_factory=list)
@@ -43,6 +45,8 @@ class ProductEndpoint:
         self.signatures.append(request.headers.get("x-deletion-signature"))
         if self.delay:
             await asyncio.sleep(self.delay)
+        if time.monotonic() < self.hang_until:
+            await asyncio.sleep(self.hang_until - time.monotonic())
         if self.answer is not None:
             return self.answer(self.calls[-1])
         status = self.statuses[min(len(self.calls) - 1, len(self.statuses) - 1)]

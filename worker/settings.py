@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=0, le=65535)
     api_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Large bodies parsed at once share this budget; one waits at most api_parse_wait
+    # seconds for its turn, then gets 503 with Retry-After.
+    api_max_parse_bytes: int = Field(default=12 * 1024 * 1024, ge=1024)
+    api_parse_wait: float = Field(default=60.0, gt=0)
 
     # Worker metrics and health endpoint (0 = off).
     metrics_port: int = Field(default=9108, ge=0, le=65535)

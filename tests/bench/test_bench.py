@@ -20,8 +20,9 @@ async def test_tiny_bench_reports_every_number(make_settings: Callable[..., Sett
     settings = make_settings("")
     steps: list[int] = []
     options = BenchOptions(
-        requests=300, identities=2_000, products=2, api_jobs=2_000, api_requests=100, paced_seconds=1.0, paced_rate=200
-    )
+        requests=300, identities=2_000, products=2, api_jobs=2_000, api_requests=100, paced_seconds=1.0, paced_rate=200,
+        backlog=500, orders=2,
+    )  # fmt: skip
     report = await run_bench(settings, options, steps.append)
 
     assert report["ceiling"]["published_per_s"] > 0
@@ -45,21 +46,31 @@ async def test_tiny_bench_reports_every_number(make_settings: Callable[..., Sett
         assert 0 < read["p50_ms"] <= read["p99_ms"]
         assert read["per_s"] > 0
     assert report["worker_peak_rss_mb"] > 10
-    assert set(report["seconds"]) == {"ceiling", "setup", "pipeline", "paced", "workorder", "api", "total"}
+    roles = report["roles"]
+    assert (roles["backlog"], roles["orders"], roles["order_identities"]) == (500, 2, 2_000)
+    assert 0 < roles["orders_accepted_seconds"] <= roles["orders_completed_seconds"]
+    assert roles["backlog_drained_per_s"] > 0
+    assert set(roles["peak_rss_mb"]) == {
+        "intake", "dispatch", "acks", "maintenance", "reconciler", "product:p1", "product:p2", "api"
+    }  # fmt: skip
+    assert all(mb > 10 for mb in roles["peak_rss_mb"].values())
+    assert set(report["seconds"]) == {"ceiling", "setup", "pipeline", "paced", "workorder", "roles", "api", "total"}
     assert sum(steps) == STEP_COUNT
 
     assert all(value["value"] is not None for value in summary(report).values())
-    assert len(measurements(report)) == 8
+    assert len(measurements(report)) == 11
     numbers, targets = render(report)
     assert targets.row_count == len(TARGETS)
-    assert numbers.row_count == 8
+    assert numbers.row_count == 11
 
 
 @pytest.mark.timeout(120)
 async def test_skipped_steps_and_cleanup(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings("")
     steps: list[int] = []
-    options = BenchOptions(requests=50, identities=100, products=1, skip=frozenset({"ceiling", "pipeline", "api"}))
+    options = BenchOptions(
+        requests=50, identities=100, products=1, skip=frozenset({"ceiling", "pipeline", "roles", "api"})
+    )
     report = await run_bench(settings, options, steps.append)
 
     assert "ceiling" not in report

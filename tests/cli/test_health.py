@@ -37,6 +37,33 @@ def test_problems_of_metrics_texts() -> None:
     assert "not connected to Postgres" in problems_in("", 30, now)
 
 
+ROLES = """
+deletion_role_pending_since_timestamp_seconds{{role="acks"}} {acks_pending}
+deletion_role_last_progress_timestamp_seconds{{role="acks"}} {acks_progress}
+deletion_role_pending_since_timestamp_seconds{{role="intake"}} {intake_pending}
+deletion_role_last_progress_timestamp_seconds{{role="intake"}} {intake_progress}
+deletion_role_waiting{{role="intake",dependency="database"}} {intake_waiting}
+"""
+
+
+def test_a_role_holding_work_without_progress_is_stalled_unless_it_waits_for_a_dependency() -> None:
+    now = time.time()
+    text = HEALTHY.format(now=now) + ROLES.format(
+        acks_pending=now - 500, acks_progress=now - 400, intake_pending=now - 500, intake_progress=now - 500,
+        intake_waiting=1,
+    )  # fmt: skip
+    assert problems_in(text, 30, now, max_stall=120) == ["role acks holds work and has settled none for 400 s"]
+    # Liveness: the stall counts, an outage does not.
+    outage = text.replace("deletion_database_connected 1.0", "deletion_database_connected 0.0")
+    assert problems_in(outage, 30, now, max_stall=120, probe="liveness") == [
+        "role acks holds work and has settled none for 400 s"
+    ]
+    moving = HEALTHY.format(now=now) + ROLES.format(
+        acks_pending=now - 500, acks_progress=now - 5, intake_pending=0, intake_progress=now - 900, intake_waiting=0
+    )
+    assert problems_in(moving, 30, now, max_stall=120) == []
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

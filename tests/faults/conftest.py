@@ -16,7 +16,6 @@ from tests.faults.processes import WorkerProcesses
 from tests.faults.services import PrivatePostgres, PrivateRabbitMQ, available
 from tests.support import Services
 from worker.amqp import topology
-from worker.amqp.topology import Topology
 from worker.db import init_connection
 from worker.ops.demo import ensure_demo_schema
 from worker.ops.migrate import apply_migrations
@@ -90,12 +89,12 @@ async def drop_database(admin_url: str, url: str) -> None:
 
 @contextlib.asynccontextmanager
 async def fault_setup(
-    admin_database_url: str, amqp_url: str, tmp_path: Path
+    admin_database_url: str, amqp_url: str, tmp_path: Path, products_toml: str = PRODUCTS_TOML
 ) -> AsyncIterator[tuple[WorkerProcesses, asyncpg.Pool, str]]:
-    """Database, products file, worker processes; everything removed afterwards."""
+    """Database, products file (products p1, p2, p3), worker processes; everything removed afterwards."""
     url, key = await make_database(admin_database_url)
     products_file = tmp_path / "products.toml"
-    products_file.write_text(PRODUCTS_TOML)
+    products_file.write_text(products_toml)
     prefix = f"tf{secrets.token_hex(4)}"
     workers = WorkerProcesses(url, amqp_url, prefix, products_file, tmp_path)
     pool = await asyncpg.create_pool(url, min_size=1, max_size=4, init=init_connection)
@@ -108,7 +107,7 @@ async def fault_setup(
         with contextlib.suppress(Exception):
             connection = await aio_pika.connect(amqp_url, timeout=10)
             try:
-                await topology.delete(await connection.channel(), Topology(prefix, PRODUCTS))
+                await topology.delete(await connection.channel(), workers.topology())
             finally:
                 await connection.close()
         await drop_database(admin_database_url, url)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from typing import Any
 
 import aio_pika
 import aiormq
 
+from worker.amqp import Topology, connect
+from worker.amqp.admin import queue_depths
 from worker.producer import Producer, build_request
 
 
@@ -48,3 +52,27 @@ async def publish_many(amqp_url: str, prefix: str, project_key: str, count: int,
         for start in range(0, count, 500):
             await producer.publish(requests[start : start + 500])
     return [request.request_id for request in requests]
+
+
+def log_events(logs: str, event: str) -> list[dict[str, Any]]:
+    """The JSON log lines of this event name."""
+    found = []
+    for line in logs.splitlines():
+        if f'"{event}"' in line:
+            try:
+                decoded = json.loads(line)
+            except ValueError:
+                continue
+            if decoded.get("event") == event:
+                found.append(decoded)
+    return found
+
+
+async def dead_letter_counts(amqp_url: str, topology: Topology) -> dict[str, int]:
+    """Messages waiting in every dead-letter queue of the topology."""
+    connection = await connect(amqp_url)
+    try:
+        depths = await queue_depths(connection, [names.dead for names in topology.consumer_queues()])
+    finally:
+        await connection.close()
+    return {depth.name: depth.ready or 0 for depth in depths}

@@ -8,11 +8,31 @@ import subprocess
 import sys
 from pathlib import Path
 
+from worker.amqp import Topology
+from worker.products import load_products
+from worker.settings import Settings
+
 CLI = [sys.executable, "-c", "from worker.cli import main; main()"]
 
 
 class WorkerProcesses:
-    def __init__(self, database_url: str, amqp_url: str, prefix: str, products_file: Path, log_dir: Path) -> None:
+    """`code`: a checkout of the package to run instead of this one (the previous release,
+    to test old and new processes side by side); DELETION_FAULTS_CODE sets it for every
+    test, to see a fault test fail on an older release."""
+
+    def __init__(
+        self,
+        database_url: str,
+        amqp_url: str,
+        prefix: str,
+        products_file: Path,
+        log_dir: Path,
+        *,
+        code: Path | None = None,
+    ) -> None:
+        self.code = code or (
+            Path(os.environ["DELETION_FAULTS_CODE"]) if os.environ.get("DELETION_FAULTS_CODE") else None
+        )
         self.env = {
             **os.environ,
             "DELETION_DATABASE_URL": database_url,
@@ -29,16 +49,51 @@ class WorkerProcesses:
         self.running: dict[str, subprocess.Popen[bytes]] = {}
         self.started = 0
 
-    def start(self, name: str, *roles: str, **settings: str) -> subprocess.Popen[bytes]:
-        args = [arg for role in roles for arg in ("--role", role)]
-        self.started += 1
-        log = (self.log_dir / f"{name}-{self.started}.log").open("wb")
-        process = subprocess.Popen(
-            [*CLI, "run", *args], env={**self.env, **settings}, stdout=log, stderr=subprocess.STDOUT
+    def topology(self) -> Topology:
+        settings = Settings(
+            topology_prefix=self.env["DELETION_TOPOLOGY_PREFIX"],
+            retry_base_ms=int(self.env["DELETION_RETRY_BASE_MS"]),
+            retry_cap_ms=int(self.env["DELETION_RETRY_CAP_MS"]),
         )
-        log.close()
+        return Topology.for_settings(settings, load_products(Path(self.env["DELETION_PRODUCTS_FILE"])).names)
+
+    def start(self, name: str, *roles: str, **settings: str) -> subprocess.Popen[bytes]:
+        return self.start_command(
+            name, "run", *(arg for role in roles for arg in ("--role", role)), code=None, **settings
+        )
+
+    def start_command(
+        self, name: str, *args: str, code: Path | None = None, **settings: str
+    ) -> subprocess.Popen[bytes]:
+        """`deletion-worker ARGS` as a process of its own (of the checkout `code`, if given),
+        its output in the log directory."""
+        code = code or self.code
+        env = {**self.env, **settings}
+        if code is not None:
+            env["PYTHONPATH"] = str(code)
+        self.started += 1
+        with (self.log_dir / f"{name}-{self.started}.log").open("wb") as log:
+            process = subprocess.Popen([*CLI, *args], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=code)
         self.running[name] = process
         return process
+
+    def start_every_role(self, products: tuple[str, ...], *, without: tuple[str, ...] = (), **settings: str) -> None:
+        """Each role in a process of its own: the production layout."""
+        roles = ["intake", "dispatch", "acks", *(f"product:{p}" for p in products)]
+        if self.code is None or (self.code / "worker" / "roles" / "reconciler.py").exists():
+            roles += ["maintenance", "reconciler"]  # roles of their own since this release
+        for role in roles:
+            if role not in without:
+                self.start(role, role, **settings)
+
+    def peak_rss_mb(self) -> dict[str, float]:
+        """Each running process's peak resident memory so far (VmHWM), in MB."""
+        peaks = {}
+        for name, process in self.running.items():
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            kilobytes = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+            peaks[name] = round(kilobytes / 1024, 1)
+        return peaks
 
     def kill9(self, name: str) -> None:
         process = self.running.pop(name)

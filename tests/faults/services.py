@@ -40,12 +40,13 @@ def available() -> bool:
 class PrivateRabbitMQ:
     """A RabbitMQ node of its own (own name, ports, data directory); restarts keep its data."""
 
-    def __init__(self) -> None:
+    def __init__(self, *config: str) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="dwfault-rmq-"))
         self.node = f"dwfault{secrets.token_hex(3)}@localhost"
         self.port = free_port()
         (self.root / "plugins").write_text("[].\n")
-        (self.root / "rabbitmq.conf").write_text(f"listeners.tcp.1 = 127.0.0.1:{self.port}\n")
+        lines = [f"listeners.tcp.1 = 127.0.0.1:{self.port}", *config]
+        (self.root / "rabbitmq.conf").write_text("\n".join(lines) + "\n")
         (self.root / "env.conf").write_text("")
         self.process: subprocess.Popen[bytes] | None = None
 

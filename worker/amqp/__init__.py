@@ -2,13 +2,14 @@
 (a test checks it): an aiormq release that changes what `_batch` relies on stays a
 matter of this folder, and roles are tested against a fake `ConsumerChannel`."""
 
-from worker.amqp.connection import Channel, Connection, connect, is_broker_failure
+from worker.amqp.connection import BrokerConnectionError, Channel, Connection, connect, is_broker_failure
 from worker.amqp.consumer import AmqpConsumerChannel, ConsumerChannel, Delivery
 from worker.amqp.publisher import Outgoing, Publisher, PublishRefusedError
 from worker.amqp.topology import QueueNames, Topology
 
 __all__ = [
     "AmqpConsumerChannel",
+    "BrokerConnectionError",
     "Channel",
     "Connection",
     "ConsumerChannel",

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection
-from aiormq.exceptions import AMQPError, DeliveryError
+from aiormq.exceptions import AMQPConnectionError, AMQPError, DeliveryError
 
 Connection = AbstractConnection
 Channel = AbstractChannel
+# Connecting failed (refused, authentication, handshake): the broker is not reachable.
+BrokerConnectionError = AMQPConnectionError
 
 
 async def connect(url: str, timeout: float = 10.0, name: str = "deletion-worker") -> Connection:

@@ -23,6 +23,7 @@ STATUS_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     501: "not_implemented",
+    503: "unavailable",
 }
 
 
@@ -48,7 +49,8 @@ def not_found(what: str) -> ApiError:
 
 async def _api_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ApiError)
-    return error_response(error.status, error.message, error.code)
+    headers = {"Retry-After": "5"} if error.status == 503 else None
+    return error_response(error.status, error.message, error.code, headers)
 
 
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:

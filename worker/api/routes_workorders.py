@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from schemas.api import ErrorBody, WorkOrder, WorkOrderCreate, WorkOrderList, WorkOrderUpdate
 from worker.api.auth import bearer_owner
 from worker.api.errors import ApiError, not_found
-from worker.api.json_body import json_body_openapi, parse_json_body
+from worker.api.json_body import json_body_openapi, read_json_body, validate_json_body
 from worker.api.paging import Paging, paging
 from worker.api.routes_jobs import create_or_find, project_of
 from worker.api.shapes import workorder_view
@@ -47,31 +47,34 @@ async def create_workorder(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
     """Deletes identities from one dataset or all (`datasetId: ALL`). Committed before the answer."""
-    order = await parse_json_body(request, WorkOrderCreate)
-    if not x_sandbox_name:
-        raise ApiError(400, "name the project in the x-sandbox-name header (its projectKey)")
-    project_id = await project_of(request, x_sandbox_name, owner)
+    body = await read_json_body(request)
     state: ApiState = request.app.state.api
-    request_id = f"api:{project_id}:{idempotency_key}" if idempotency_key else f"api:{uuid.uuid4()}"
-    with gc_paused():  # 100,000 new tuples (see worker.gc_pause)
-        identities = [(identity["namespace"]["code"], identity["id"]) for identity in order.identities]
-    job = NewJob(
-        request_id=request_id,
-        project_id=project_id,
-        identities=identities,
-        action="delete_identity",
-        dataset_id=order.datasetId,
-        display_name=order.displayName,
-        description=order.description,
-        created_by=owner.prefix,
-    )
-    async with state.pool.acquire() as connection:
-        await create_or_find(connection, state, job)
-        row = await get_org_workorder(
-            connection,
-            owner.org_id,
-            await connection.fetchval("SELECT workorder_id FROM jobs WHERE request_id = $1", request_id),
+    async with state.body_budget.reserve(len(body)):
+        order = validate_json_body(body, WorkOrderCreate)
+        if not x_sandbox_name:
+            raise ApiError(400, "name the project in the x-sandbox-name header (its projectKey)")
+        project_id = await project_of(request, x_sandbox_name, owner)
+        request_id = f"api:{project_id}:{idempotency_key}" if idempotency_key else f"api:{uuid.uuid4()}"
+        with gc_paused():  # 100,000 new tuples (see worker.gc_pause)
+            identities = [(identity["namespace"]["code"], identity["id"]) for identity in order.identities]
+        job = NewJob(
+            request_id=request_id,
+            project_id=project_id,
+            identities=identities,
+            action="delete_identity",
+            dataset_id=order.datasetId,
+            display_name=order.displayName,
+            description=order.description,
+            created_by=owner.prefix,
         )
+        del order, identities  # the budget covers the copy into Postgres; nothing past it
+        async with state.pool.acquire() as connection:
+            await create_or_find(connection, state, job)
+            row = await get_org_workorder(
+                connection,
+                owner.org_id,
+                await connection.fetchval("SELECT workorder_id FROM jobs WHERE request_id = $1", request_id),
+            )
     assert row is not None
     return json_response(workorder_view(row, owner.org_id, None, state.products.display_names()))
 

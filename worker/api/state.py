@@ -9,6 +9,7 @@ import asyncpg
 import orjson
 from fastapi.responses import Response
 
+from worker.api.limits import ByteBudget
 from worker.products import ProductsFile
 from worker.settings import Settings
 
@@ -20,6 +21,10 @@ class ApiState:
     pool: asyncpg.Pool
     # (projectKey, org) → project id; a project never changes organization or id.
     projects: dict[tuple[str, str], int] = field(default_factory=dict)
+    body_budget: ByteBudget = field(default_factory=lambda: ByteBudget(16 * 1024 * 1024, 60.0))
+
+    def __post_init__(self) -> None:
+        self.body_budget = ByteBudget(self.settings.api_max_parse_bytes, self.settings.api_parse_wait)
 
 
 def json_response(body: Any, status: int = 200) -> Response:

@@ -88,6 +88,18 @@ class BenchEnvironment:
         self.logs[process.pid] = (" ".join(args), log)
         return process
 
+    def stop(self, process: subprocess.Popen[bytes]) -> None:
+        """Stop one process (SIGTERM, then wait) and stop watching it."""
+        if process in self.processes:
+            self.processes.remove(process)
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
     def check_processes(self) -> None:
         for process in self.processes:
             code = process.poll()

@@ -35,6 +35,7 @@ TARGETS = [
     Target("API single job p99", lambda r: r["api_single_job"]["p99_ms"], "ms", 20, False),
     Target("API list page p99", lambda r: r["api_list_page"]["p99_ms"], "ms", 30, False),
     Target("worker peak RSS", lambda r: r["worker_peak_rss_mb"], "MB", 250, False),
+    Target("largest role peak RSS (roles step)", lambda r: max(r["roles"]["peak_rss_mb"].values()), "MB", 250, False),
 ]
 
 
@@ -74,6 +75,17 @@ def measurements(report: dict[str, Any]) -> list[tuple[str, str]]:
             )  # fmt: skip
     if "worker_peak_rss_mb" in report:
         rows.append(("worker RSS", f"{report['worker_peak_rss_mb']} MB peak"))
+    if "roles" in report:
+        r = report["roles"]
+        rows.append(
+            ("roles: backlog", f"{r['backlog']} requests built without acks in {r['backlog_built_seconds']} s, "
+                               f"drained in {r['backlog_drained_seconds']} s = {r['backlog_drained_per_s']} req/s")
+        )  # fmt: skip
+        rows.append(
+            ("roles: work orders", f"{r['orders']} x {r['order_identities']} identities at once: all accepted in "
+                                   f"{r['orders_accepted_seconds']} s, completed in {r['orders_completed_seconds']} s")
+        )  # fmt: skip
+        rows.append(("roles: peak RSS", ", ".join(f"{role} {mb} MB" for role, mb in r["peak_rss_mb"].items())))
     if "seconds" in report:
         rows.append(("bench time", ", ".join(f"{step} {s} s" for step, s in report["seconds"].items())))
     return rows

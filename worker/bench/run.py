@@ -20,11 +20,12 @@ from worker.bench.ceiling import measure_ceiling
 from worker.bench.environment import BenchEnvironment, bench_environment, free_port
 from worker.bench.memory import RssSampler
 from worker.bench.pipeline import index_rows, run_paced, run_throughput, seed_rows
+from worker.bench.roles import run_roles
 from worker.bench.workorder import run_workorder
 from worker.ops.progress import Advance
 from worker.settings import Settings
 
-STEP_COUNT = 6  # ceiling, setup, pipeline, paced, workorder, api: one progress tick each
+STEP_COUNT = 7  # ceiling, setup, pipeline, paced, workorder, roles, api: one progress tick each
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,10 @@ class BenchOptions:
     # 0: one `run` process with every role; N: each role in its own processes, N copies
     # of intake, acks and every product consumer (dispatch: one).
     copies_per_role: int = 0
+    # The roles step: every role its own process, a backlog built while acks is down,
+    # then this many work orders of `identities` at once.
+    backlog: int = 50_000
+    orders: int = 10
 
 
 class StepClock:
@@ -98,6 +103,20 @@ async def _api_reads(
     return {"api_single_job": asdict(single), "api_list_page": asdict(listing)}
 
 
+async def _roles(
+    env: BenchEnvironment, connection: asyncpg.Connection, options: BenchOptions, first: int
+) -> dict[str, Any]:
+    roles = await run_roles(
+        env,
+        connection,
+        first=first + options.identities,
+        backlog=options.backlog,
+        orders=options.orders,
+        identities=options.identities,
+    )
+    return asdict(roles)
+
+
 async def _steps_in_environment(
     env: BenchEnvironment, options: BenchOptions, ceiling: dict[str, Any] | None, clock: StepClock
 ) -> dict[str, Any]:
@@ -140,6 +159,13 @@ async def _steps_in_environment(
                     report["workorder"] = asdict(order)
         finally:
             report["worker_peak_rss_mb"] = await sampler.stop()
+        if "roles" in options.skip:
+            clock.skipped()
+        else:
+            with clock.step("roles"):
+                for process in workers:  # this step brings its own processes, one per role
+                    env.stop(process)
+                report["roles"] = await _roles(env, connection, options, 1 + options.requests + paced_max)
         if "api" in options.skip:
             clock.skipped()
         else:

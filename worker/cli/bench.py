@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from aiormq.exceptions import AMQPConnectionError
 
+from worker.amqp import BrokerConnectionError
 from worker.bench.ceiling import CeilingStalledError
 from worker.bench.environment import BenchProcessError
 from worker.bench.report import render, summary
@@ -23,7 +23,7 @@ from worker.ops.progress import progress
 from worker.settings import get_settings
 
 T = TypeVar("T")
-STEPS = ("ceiling", "pipeline", "workorder", "api")
+STEPS = ("ceiling", "pipeline", "workorder", "roles", "api")
 
 
 async def _stopped_by_sigterm_too(work: Coroutine[Any, Any, T]) -> T:
@@ -68,6 +68,20 @@ async def _stopped_by_sigterm_too(work: Coroutine[Any, Any, T]) -> T:
 @click.option(
     "--api-requests", default=2_000, show_default=True, type=click.IntRange(1), help="Requests per read test."
 )
+@click.option(
+    "--backlog",
+    default=50_000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Requests of the roles step's backlog (built while acks is down).",
+)
+@click.option(
+    "--orders",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Work orders posted at once in the roles step.",
+)
 @click.option("--paced-seconds", default=8.0, show_default=True)
 @click.option(
     "--paced-rate", type=float, default=None, help="Requests/s of the latency run (default: half the ceiling)."
@@ -91,6 +105,8 @@ def bench_command(
     paced_seconds: float,
     paced_rate: float | None,
     copies_per_role: int,
+    backlog: int,
+    orders: int,
     skip: tuple[str, ...],
     as_json: bool,
     output: Path | None,
@@ -103,7 +119,7 @@ def bench_command(
     options = BenchOptions(
         requests=requests, identities=identities, products=products, api_jobs=api_jobs, api_clients=api_clients,
         api_requests=api_requests, paced_seconds=paced_seconds, paced_rate=paced_rate, skip=frozenset(skip),
-        copies_per_role=copies_per_role,
+        copies_per_role=copies_per_role, backlog=backlog, orders=orders,
     )  # fmt: skip
     try:
         with progress(STEP_COUNT, "bench") as advance:
@@ -113,7 +129,7 @@ def bench_command(
         raise common.CliError("interrupted; the bench's database, queues and processes were removed") from None
     except (BenchProcessError, CeilingStalledError, TimeoutError) as error:  # TimeoutError is an OSError: first
         raise common.CliError(f"bench failed: {error}") from None
-    except (OSError, AMQPConnectionError) as error:
+    except (OSError, BrokerConnectionError) as error:
         raise common.CliError(f"cannot reach RabbitMQ or Postgres: {error}", ExitCode.UNAVAILABLE) from None
     report["targets"] = summary(report)
     text = json.dumps(report, indent=2, default=str)

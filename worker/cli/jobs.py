@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -13,6 +14,7 @@ from worker.cli import common
 from worker.ops.exitcodes import ExitCode
 from worker.store.jobs import cancel_job
 from worker.store.reads import get_job, get_product_status, job_chunks, list_jobs
+from worker.store.reconcile import stuck_jobs
 from worker.store.retention import identity_in_job
 
 STATUSES = [status.value for status in JobStatus]
@@ -37,7 +39,7 @@ def _job_summary(row: dict[str, Any]) -> dict[str, Any]:
 
 @click.group("jobs")
 def jobs_group() -> None:
-    """Inspect, cancel and verify jobs."""
+    """Inspect, cancel and verify jobs; find stuck ones."""
 
 
 @jobs_group.command("list")
@@ -141,3 +143,27 @@ def verify_command(job_id: int, identity: str) -> None:
     common.echo_json({"jobId": job_id, "partOfJob": found})
     if not found:
         raise click.exceptions.Exit(ExitCode.NOT_FOUND)
+
+
+@jobs_group.command("stuck")
+@click.option("--older-than", default=None, type=float, help="Minutes without progress (default DELETION_STUCK_AFTER).")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--json", "as_json", is_flag=True)
+def stuck_command(older_than: float | None, limit: int, as_json: bool) -> None:
+    """Active jobs that have not moved for a while, and why: not dispatched (no dispatcher
+    running?), unpublished (tasks still in the outbox), or awaiting products (no
+    acknowledgement: a product down or slow, or its dead letters waiting for a replay).
+    Exit 0 when there are none, 1 when there are."""
+    loaded = common.settings()
+    window = timedelta(minutes=older_than) if older_than is not None else loaded.stuck_after
+    found = common.with_database(loaded, lambda connection: stuck_jobs(connection, window, limit))
+    if as_json:
+        common.echo_json([job.as_dict() for job in found])
+    else:
+        table = Table("job", "reason", "since", "waiting for")
+        for job in found:
+            table.add_row(str(job.job_id), job.reason, f"{job.since:%Y-%m-%d %H:%M:%S}", ", ".join(job.products))
+        common.console().print(table)
+        click.echo(f"{len(found)} stuck job(s) without progress for {window}")
+    if found:
+        raise click.exceptions.Exit(ExitCode.FAILURE)

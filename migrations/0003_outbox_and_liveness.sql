@@ -1,7 +1,6 @@
 -- Nothing stranded: the task outbox, the running-jobs index table, task size bounds.
 -- Safe on a live database: new tables and a nullable column only (no rewrite, no
 -- long lock), and every statement gives up rather than queue behind a long transaction.
-SET LOCAL lock_timeout = '5s';
 
 -- Product tasks committed by dispatch and not yet confirmed by the broker. Dispatch
 -- commits a job's chunks (task_chunks) and a row here in one transaction, and only

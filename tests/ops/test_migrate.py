@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from tests.support import Services
-from worker.ops.migrate import apply_migrations
+from worker.ops.migrate import apply_migrations, pending_migrations
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -33,7 +33,9 @@ async def empty_database(services: Services) -> AsyncIterator[str]:
 async def test_concurrent_migrations_apply_each_file_once(empty_database: str) -> None:
     results = await asyncio.gather(*(apply_migrations(empty_database, MIGRATIONS) for _ in range(4)))
     applied = [name for result in results for name in result]
-    files = sorted(p.name for p in MIGRATIONS.glob("*.sql"))
+    files = sorted(
+        [p.name for p in MIGRATIONS.glob("*.sql")] + [f"post/{p.name}" for p in MIGRATIONS.glob("post/*.sql")]
+    )
     assert sorted(applied) == files  # every file applied by exactly one of the four
     assert await apply_migrations(empty_database, MIGRATIONS) == []  # re-running is a no-op
     connection = await asyncpg.connect(empty_database)
@@ -42,6 +44,76 @@ async def test_concurrent_migrations_apply_each_file_once(empty_database: str) -
     finally:
         await connection.close()
     assert [row["name"] for row in rows] == files
+
+
+async def test_pre_deploy_leaves_the_contracting_migrations_for_after_the_rollout(empty_database: str) -> None:
+    applied = await apply_migrations(empty_database, MIGRATIONS, post_deploy=False)
+    assert applied
+    assert not any(name.startswith("post/") for name in applied)
+    assert await pending_migrations(empty_database, MIGRATIONS) == sorted(
+        f"post/{p.name}" for p in MIGRATIONS.glob("post/*.sql")
+    )
+    connection = await asyncpg.connect(empty_database)
+    try:
+        # Both uniquenesses while both releases run: the old one's ON CONFLICT (request_id)
+        # still has its index, the new one's (project_id, request_id) too.
+        constraint = "SELECT count(*) FROM pg_constraint WHERE conname = 'jobs_request_id_key'"
+        assert await connection.fetchval(constraint) == 1
+        assert await connection.fetchval("SELECT to_regclass('jobs_project_request_idx') IS NOT NULL")
+        await apply_migrations(empty_database, MIGRATIONS)
+        assert await connection.fetchval(constraint) == 0
+    finally:
+        await connection.close()
+
+
+async def test_a_migration_waits_for_a_long_transaction_instead_of_blocking_everyone(
+    empty_database: str, tmp_path: Path
+) -> None:
+    """Under lock_timeout a migration gives up (and tries again) rather than queue behind a
+    long transaction while every writer of the table queues behind the migration."""
+    files = tmp_path / "m"
+    files.mkdir()
+    (files / "0001_t.sql").write_text("CREATE TABLE t (a int);")
+    await apply_migrations(empty_database, files)
+    (files / "0002_alter.sql").write_text("ALTER TABLE t ADD COLUMN b int;")
+    holder = await asyncpg.connect(empty_database)
+    writer = await asyncpg.connect(empty_database)
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("LOCK TABLE t IN ACCESS SHARE MODE")  # a long reader
+        migrating = asyncio.create_task(apply_migrations(empty_database, files))
+        await asyncio.sleep(1.0)
+        # While the migration waits its turn, writers are not stuck behind it.
+        await asyncio.wait_for(writer.execute("INSERT INTO t (a) VALUES (1)"), 5)
+        await transaction.rollback()
+        assert await asyncio.wait_for(migrating, 60) == ["0002_alter.sql"]
+    finally:
+        await holder.close()
+        await writer.close()
+
+
+async def test_a_no_transaction_migration_rebuilds_an_index_a_failed_concurrent_build_left(
+    empty_database: str, tmp_path: Path
+) -> None:
+    files = tmp_path / "m"
+    files.mkdir()
+    (files / "0001_t.sql").write_text("CREATE TABLE t (a int); INSERT INTO t VALUES (1), (1);")
+    await apply_migrations(empty_database, files)
+    (files / "0002_index.sql").write_text(
+        "-- migrate: no-transaction\n-- unique on a duplicate: the concurrent build fails\n"
+        "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS t_a ON t (a);\n"
+    )
+    with pytest.raises(asyncpg.exceptions.UniqueViolationError):
+        await apply_migrations(empty_database, files)
+    connection = await asyncpg.connect(empty_database)
+    try:
+        assert await connection.fetchval("SELECT indisvalid FROM pg_index WHERE indexrelid = 't_a'::regclass") is False
+        await connection.execute("DELETE FROM t WHERE ctid = (SELECT max(ctid) FROM t)")
+        assert await apply_migrations(empty_database, files) == ["0002_index.sql"]
+        assert await connection.fetchval("SELECT indisvalid FROM pg_index WHERE indexrelid = 't_a'::regclass")
+    finally:
+        await connection.close()
 
 
 async def test_upgrade_queues_existing_jobs_and_frees_job_updates_from_indexes(

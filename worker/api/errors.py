@@ -11,7 +11,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from worker.errors import describe
+from worker.errors import (
+    ConflictError,
+    DeletionWorkerError,
+    NotFoundError,
+    RefusedError,
+    TransientError,
+    UnavailableError,
+    UsageError,
+    describe,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -22,6 +31,7 @@ STATUS_CODES = {
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    422: "unprocessable",
     501: "not_implemented",
     503: "unavailable",
 }
@@ -51,6 +61,28 @@ async def _api_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ApiError)
     headers = {"Retry-After": "5"} if error.status == 503 else None
     return error_response(error.status, error.message, error.code, headers)
+
+
+# The HTTP status of each kind of the service's own errors (most specific first).
+DOMAIN_STATUS: tuple[tuple[type[DeletionWorkerError], int, str], ...] = (
+    (NotFoundError, 404, "not_found"),
+    (ConflictError, 422, "conflict"),
+    (RefusedError, 400, "refused"),
+    (UsageError, 400, "bad_request"),
+    (UnavailableError, 503, "unavailable"),
+    (TransientError, 503, "unavailable"),
+)
+
+
+async def _domain_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, DeletionWorkerError)
+    for kind, status, code in DOMAIN_STATUS:
+        if isinstance(error, kind):
+            headers = {"Retry-After": "5"} if status == 503 else None
+            # Our own messages never quote input values (worker.errors.describe).
+            return error_response(status, describe(error), code, headers)
+    log.error("api_unexpected_error", error=describe(error))
+    return error_response(500, "internal error; the request was not carried out, try again", "internal")
 
 
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:
@@ -99,6 +131,7 @@ async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(DeletionWorkerError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

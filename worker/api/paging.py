@@ -1,5 +1,6 @@
 """`limit` and `page` as the seeds define them: out-of-range or non-numeric values fall
-back to the defaults instead of failing the request."""
+back to the defaults instead of failing the request. `after` (an id of the last item
+seen) pages on at any depth; offsets are served up to MAX_OFFSET rows."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Query
+
+from worker.api.errors import ApiError
+from worker.store.reads import MAX_OFFSET, PageRequest
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -16,10 +20,16 @@ MAX_LIMIT = 200
 class Paging:
     limit: int
     page: int
+    after: str | None = None
 
     @property
     def offset(self) -> int:
         return (self.page - 1) * self.limit
+
+    def request(self, after_id: int | None = None) -> PageRequest:
+        if self.offset > MAX_OFFSET:
+            raise ApiError(400, f"pages deeper than {MAX_OFFSET} items: pass `after` (the last id seen) instead")
+        return PageRequest(self.limit, self.offset, after_id)
 
 
 def _as_int(text: str | None) -> int | None:
@@ -32,11 +42,14 @@ def _as_int(text: str | None) -> int | None:
 def paging(
     limit: Annotated[str | None, Query(description="Page size 1-200 (default 50); anything else means 50.")] = None,
     page: Annotated[str | None, Query(description="Page number from 1 (default 1); below 1 means 1.")] = None,
+    after: Annotated[
+        str | None, Query(description="Only items older than this one (its id): the next page, at any depth.")
+    ] = None,
 ) -> Paging:
     size = _as_int(limit)
     number = _as_int(page)
     return Paging(
         limit=size if size is not None and 1 <= size <= MAX_LIMIT else DEFAULT_LIMIT,
-        # Pages far beyond any data are still valid (and empty); cap only to keep OFFSET sane.
         page=min(number, 10_000_000) if number is not None and number >= 1 else 1,
+        after=after or None,
     )

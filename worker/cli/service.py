@@ -12,7 +12,7 @@ from worker import producer
 from worker.cli import common
 from worker.ops.demo import DEMO_USERS, ensure_demo_project, ensure_demo_schema, seed_demo_rows
 from worker.ops.exitcodes import ExitCode
-from worker.ops.migrate import apply_migrations
+from worker.ops.migrate import apply_migrations, pending_migrations
 from worker.roles.spec import all_roles, parse_role
 from worker.runner import ExtraService, WorkerProcess
 from worker.settings import Settings
@@ -20,19 +20,25 @@ from worker.settings import Settings
 log = structlog.get_logger(__name__)
 
 
-async def _migrate(loaded: Settings) -> list[str]:
+async def _migrate(loaded: Settings, *, post_deploy: bool = True) -> list[str]:
     try:
-        return await apply_migrations(loaded.database_url, loaded.migrations_dir)
+        return await apply_migrations(loaded.database_url, loaded.migrations_dir, post_deploy=post_deploy)
     except OSError as error:
         raise common.CliError(f"cannot reach Postgres: {error}", ExitCode.UNAVAILABLE) from None
 
 
 @click.command("migrate")
-def migrate() -> None:
+@click.option(
+    "--pre-deploy",
+    is_flag=True,
+    help="Only what a rolling upgrade needs first; `migrate` again after it applies the rest (migrations/post/).",
+)
+def migrate(pre_deploy: bool) -> None:
     """Apply pending SQL migrations (safe to run concurrently; a no-op when up to date)."""
     loaded = common.settings()
-    applied = common.run(_migrate(loaded))
-    common.echo_json({"applied": applied})
+    applied = common.run(_migrate(loaded, post_deploy=not pre_deploy))
+    pending = common.run(pending_migrations(loaded.database_url, loaded.migrations_dir))
+    common.echo_json({"applied": applied, "pending": pending})
 
 
 def _start_metrics(loaded: Settings) -> None:

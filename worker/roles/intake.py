@@ -14,7 +14,7 @@ from worker import metrics
 from worker.amqp import Delivery, QueueNames
 from worker.roles.batch import DONE, BatchConsumer, DeadLetter, Disposition, Probe, parse_body
 from worker.roles.consuming import ConsumerOptions
-from worker.store.jobs import JobSizing, NewJob, create_jobs
+from worker.store.jobs import JobSizing, NewJob, create_jobs, existing_job_ids
 from worker.store.projects import project_ids_by_key
 
 log = structlog.get_logger(__name__)
@@ -86,24 +86,40 @@ class IntakeRole(BatchConsumer):
             unknown_keys = {r.project_key for r in parsed.values()} - self._project_ids.keys()
             if unknown_keys:
                 self._project_ids.update(await project_ids_by_key(connection, sorted(unknown_keys)))
-            jobs: dict[str, NewJob] = {}
+            jobs: dict[tuple[int, str], NewJob] = {}
+            repeated_in_batch = 0
             for index, request in parsed.items():
                 project_id = self._project_ids.get(request.project_key)
                 if project_id is None:
                     dispositions[index] = DeadLetter("unknown project: no project has this projectKey")
-                elif request.request_id not in jobs:  # a duplicate within the batch is one job
-                    jobs[request.request_id] = to_new_job(request, project_id)
+                    continue
+                job = to_new_job(request, project_id)
+                if job.key in jobs:
+                    repeated_in_batch += 1  # the same request twice in one batch: one job
+                else:
+                    jobs[job.key] = job
             created = await create_jobs(
                 connection, list(jobs.values()), self.products, self.notify_channel, self.sizing
             )
+            seen_before = [job for key, job in jobs.items() if key not in created]
+            existing = await existing_job_ids(connection, [job.key for job in seen_before]) if seen_before else []
 
         if created:
             metrics.JOB_TRANSITIONS.labels(JobStatus.SCHEDULED).inc(len(created))
             log.info(
                 "jobs_created",
                 count=len(created),
-                duplicates=len(jobs) - len(created),
-                identity_count=sum(len(jobs[r].identities) for r in created),
+                identity_count=sum(len(jobs[key].identities) for key in created),
                 job_ids=sorted(created.values())[:50],
+            )
+        if seen_before or repeated_in_batch:
+            # Recognised as requests already accepted in their project: acked, nothing new
+            # to do. Said out loud (ids only), so that a producer reusing request ids sees it.
+            log.info(
+                "duplicate_requests",
+                count=len(seen_before) + repeated_in_batch,
+                repeated_in_batch=repeated_in_batch,
+                project_ids=sorted({job.project_id for job in seen_before})[:50],
+                existing_job_ids=existing[:50],
             )
         return dispositions

@@ -2,7 +2,8 @@
 
 Creation is batched: one statement inserts every job of a batch, COPY writes their
 identities, one more statement adds a `waiting` product status per product. The
-request id makes creation idempotent: a request seen twice is one job.
+request id makes creation idempotent within its project: a request seen twice is one
+job; the same request id in another project is another request.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncpg
 
 from schemas.status import ACTIVE_JOB_STATUSES, JobStatus
 from schemas.wire import ITEM_FRAMING_BYTES, identity_bytes_bound
-from worker.errors import NotFoundError, RefusedError
+from worker.errors import NotFoundError, RefusedError, TransientError
 from worker.gc_pause import gc_paused
 
 
@@ -30,6 +31,11 @@ class NewJob:
     display_name: str = ""
     reference_id: str | None = None
     created_by: str | None = None
+
+    @property
+    def key(self) -> tuple[int, str]:
+        """What makes a request the same request: its project and its id."""
+        return (self.project_id, self.request_id)
 
 
 @dataclass(frozen=True)
@@ -59,13 +65,22 @@ WITH created AS (
     FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
                 $7::text[], $8::text[], $9::int[], $10::int[], $11::timestamptz[], $12::int[])
          AS t(r, p, a, d, ref, descr, dn, cb, n, cs, s, mb)
-    ON CONFLICT (request_id) DO NOTHING
-    RETURNING id, request_id, coalesce(start_at, created_at) AS due_at
+    ON CONFLICT (project_id, request_id) DO NOTHING
+    RETURNING id, project_id, request_id, coalesce(start_at, created_at) AS due_at
 ), queued AS (
     INSERT INTO dispatch_queue (due_at, job_id) SELECT due_at, id FROM created
 )
-SELECT id, request_id FROM created
+SELECT id, project_id, request_id FROM created
 """
+
+# The uniqueness of request ids across all projects, which the previous release relied
+# on; dropped by migrations/post/0006 once it no longer runs.
+GLOBAL_REQUEST_ID_CONSTRAINT = "jobs_request_id_key"
+
+
+class RequestIdCollisionError(TransientError):
+    """Until the post-deployment migrations have run, a request id may not be reused by
+    another project: the request waits in the retry tiers (it is not dropped)."""
 
 
 async def create_jobs(
@@ -74,10 +89,9 @@ async def create_jobs(
     products: list[str],
     notify_channel: str | None,
     sizing: JobSizing | None = None,
-) -> dict[str, int]:
-    """Insert the jobs that do not exist yet; returns {request_id: job_id} of those created.
-
-    Runs in the caller's transaction if there is one, else in its own.
+) -> dict[tuple[int, str], int]:
+    """Insert the jobs that do not exist yet in their project; returns {job.key: job_id}
+    of those created. Runs in the caller's transaction if there is one, else in its own.
     """
     if not jobs:
         return {}
@@ -85,7 +99,51 @@ async def create_jobs(
     sizes = [sizing.for_identities(job.identities) for job in jobs]
     async with connection.transaction():
         # New jobs enter the dispatch queue in the same statement.
-        rows = await connection.fetch(
+        rows = await _insert_jobs(connection, jobs, sizes)
+        created = {(row["project_id"], row["request_id"]): row["id"] for row in rows}
+        if not created:
+            return created
+        with gc_paused():  # one tuple per identity: up to 100,000 per job (see worker.gc_pause)
+            identity_rows = [
+                (created[job.key], seq, namespace, value)
+                for job in jobs
+                if job.key in created
+                for seq, (namespace, value) in enumerate(job.identities)
+            ]
+        await connection.copy_records_to_table(
+            "job_identities", records=identity_rows, columns=["job_id", "seq", "namespace", "value"]
+        )
+        if products:
+            chunk_sizes = {job.key: size for job, (size, _) in zip(jobs, sizes, strict=True)}
+            by_key = {job.key: job for job in jobs}
+            await connection.execute(
+                "INSERT INTO product_status (job_id, product, chunks_total)"
+                " SELECT j, p, n FROM unnest($1::bigint[], $2::int[]) AS t(j, n) CROSS JOIN unnest($3::text[]) AS p",
+                list(created.values()),
+                [chunk_count(len(by_key[k].identities), chunk_sizes[k]) for k in created],
+                products,
+            )
+        if notify_channel is not None:
+            await connection.execute("SELECT pg_notify($1, '')", notify_channel)
+    return created
+
+
+async def existing_job_ids(connection: asyncpg.Connection, keys: list[tuple[int, str]]) -> list[int]:
+    """The jobs these (project, request id) pairs already are."""
+    rows = await connection.fetch(
+        "SELECT j.id FROM jobs j JOIN unnest($1::bigint[], $2::text[]) AS k(project_id, request_id)"
+        " ON j.project_id = k.project_id AND j.request_id = k.request_id ORDER BY j.id",
+        [project_id for project_id, _ in keys],
+        [request_id for _, request_id in keys],
+    )
+    return [row["id"] for row in rows]
+
+
+async def _insert_jobs(
+    connection: asyncpg.Connection, jobs: list[NewJob], sizes: list[tuple[int, int]]
+) -> list[asyncpg.Record]:
+    try:
+        rows: list[asyncpg.Record] = await connection.fetch(
             CREATE_JOBS,
             [j.request_id for j in jobs],
             [j.project_id for j in jobs],
@@ -100,32 +158,14 @@ async def create_jobs(
             [j.start_at for j in jobs],
             [per_identity for _, per_identity in sizes],
         )
-        created = {row["request_id"]: row["id"] for row in rows}
-        if not created:
-            return created
-        with gc_paused():  # one tuple per identity: up to 100,000 per job (see worker.gc_pause)
-            identity_rows = [
-                (created[job.request_id], seq, namespace, value)
-                for job in jobs
-                if job.request_id in created
-                for seq, (namespace, value) in enumerate(job.identities)
-            ]
-        await connection.copy_records_to_table(
-            "job_identities", records=identity_rows, columns=["job_id", "seq", "namespace", "value"]
-        )
-        if products:
-            chunk_sizes = {job.request_id: size for job, (size, _) in zip(jobs, sizes, strict=True)}
-            by_request = {job.request_id: job for job in jobs}
-            await connection.execute(
-                "INSERT INTO product_status (job_id, product, chunks_total)"
-                " SELECT j, p, n FROM unnest($1::bigint[], $2::int[]) AS t(j, n) CROSS JOIN unnest($3::text[]) AS p",
-                list(created.values()),
-                [chunk_count(len(by_request[r].identities), chunk_sizes[r]) for r in created],
-                products,
-            )
-        if notify_channel is not None:
-            await connection.execute("SELECT pg_notify($1, '')", notify_channel)
-    return created
+    except asyncpg.exceptions.UniqueViolationError as error:
+        if getattr(error, "constraint_name", None) == GLOBAL_REQUEST_ID_CONSTRAINT:
+            raise RequestIdCollisionError(
+                "requestId is in use by another project; it can be stored once `deletion-worker migrate`"
+                " has applied the post-deployment migrations"
+            ) from error
+        raise
+    return rows
 
 
 class CancelRefusedError(RefusedError):
@@ -171,6 +211,18 @@ async def cancel_job(connection: asyncpg.Connection, job_id: int, project_id: in
             job_id,
             JobStatus.CANCELLED,
         )
+
+
+async def update_workorder_text(
+    connection: asyncpg.Connection, job_id: int, display_name: str | None, description: str | None
+) -> None:
+    await connection.execute(
+        "UPDATE jobs SET display_name = coalesce($2, display_name), description = coalesce($3, description),"
+        " updated_at = now() WHERE id = $1",
+        job_id,
+        display_name,
+        description,
+    )
 
 
 JOB_TABLES = ("task_chunks", "product_status", "job_identities", "dispatch_queue", "retention_queue", "running_jobs")

@@ -3,9 +3,18 @@ operators' (`jobs list|show`: counts and ids, never identity values)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    limit: int
+    offset: int
+    after_id: int | None = None  # only jobs older than this one (keyset paging)
+
 
 JOB_COLUMNS = """
     j.id, j.request_id, j.project_id, j.workorder_id, j.bundle_id, j.action, j.dataset_id,
@@ -45,14 +54,25 @@ JOBS_VIEW_COLUMNS = (
 )
 
 
-async def list_project_jobs(
-    connection: asyncpg.Connection, project_id: int, limit: int, offset: int
-) -> list[dict[str, Any]]:
+# Both lists find a page's ids first, in the index alone, and read only those rows: an
+# OFFSET over full rows read and threw away every row before the page (0.42 s for page
+# 4,500 of 200). Deeper than MAX_OFFSET rows, `after` (keyset) is the way on.
+MAX_OFFSET = 100_000
+
+
+async def list_project_jobs(connection: asyncpg.Connection, project_id: int, page: PageRequest) -> list[dict[str, Any]]:
+    after = "AND id < $4" if page.after_id is not None else "AND $4::bigint IS NULL"
     rows = await connection.fetch(
-        f"SELECT {JOBS_VIEW_COLUMNS} FROM jobs j WHERE j.project_id = $1 ORDER BY j.id DESC LIMIT $2 OFFSET $3",  # noqa: S608
+        f"""
+        WITH page AS (
+            SELECT id FROM jobs WHERE project_id = $1 {after} ORDER BY id DESC LIMIT $2 OFFSET $3
+        )
+        SELECT {JOBS_VIEW_COLUMNS} FROM jobs j JOIN page USING (id) ORDER BY j.id DESC
+        """,  # noqa: S608 - fixed fragments only
         project_id,
-        limit,
-        offset,
+        page.limit,
+        page.offset,
+        page.after_id,
     )
     return [dict(row) for row in rows]
 
@@ -78,30 +98,33 @@ async def get_org_workorder(connection: asyncpg.Connection, org_id: str, workord
     return dict(row) if row is not None else None
 
 
-async def list_org_workorders(
-    connection: asyncpg.Connection, org_id: str, limit: int, offset: int
-) -> list[dict[str, Any]]:
+async def list_org_workorders(connection: asyncpg.Connection, org_id: str, page: PageRequest) -> list[dict[str, Any]]:
+    """Newest first over every project of the organization: the newest `offset + limit`
+    of each project by its index, merged (the organization is not on the jobs table)."""
+    after = "AND id < $4" if page.after_id is not None else "AND $4::bigint IS NULL"
     rows = await connection.fetch(
-        f"SELECT {JOB_COLUMNS} FROM jobs j"  # noqa: S608
-        " WHERE j.project_id IN (SELECT id FROM projects WHERE org_id = $1)"
-        " ORDER BY j.id DESC LIMIT $2 OFFSET $3",
+        f"""
+        WITH page AS (
+            SELECT newest.id FROM projects p
+            CROSS JOIN LATERAL (
+                SELECT id FROM jobs WHERE project_id = p.id {after} ORDER BY id DESC LIMIT $2::int + $3::int
+            ) AS newest
+            WHERE p.org_id = $1
+            ORDER BY newest.id DESC LIMIT $2 OFFSET $3
+        )
+        SELECT {JOB_COLUMNS} FROM jobs j JOIN page USING (id) ORDER BY j.id DESC
+        """,  # noqa: S608 - fixed fragments only
         org_id,
-        limit,
-        offset,
+        page.limit,
+        page.offset,
+        page.after_id,
     )
     return [dict(row) for row in rows]
 
 
-async def update_workorder_text(
-    connection: asyncpg.Connection, job_id: int, display_name: str | None, description: str | None
-) -> None:
-    await connection.execute(
-        "UPDATE jobs SET display_name = coalesce($2, display_name), description = coalesce($3, description),"
-        " updated_at = now() WHERE id = $1",
-        job_id,
-        display_name,
-        description,
-    )
+async def workorder_job_id(connection: asyncpg.Connection, org_id: str, workorder: str) -> int | None:
+    row = await get_org_workorder(connection, org_id, workorder)
+    return None if row is None else int(row["id"])
 
 
 async def list_jobs(

@@ -109,6 +109,7 @@ def make_settings(services: Services, database_url: str, tmp_path: Path) -> Call
             "retry_base_ms": 50,
             "retry_cap_ms": 400,
             "shutdown_timeout": 10,
+            "allow_insecure_http": True,  # the tests' HTTP products listen on 127.0.0.1
         }
         values.update(overrides)
         return Settings(**values)

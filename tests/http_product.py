@@ -37,12 +37,15 @@ class ProductEndpoint:
     answer: Callable[[dict[str, Any]], Response] | None = None
     calls: list[dict[str, Any]] = field(default_factory=list)
     signatures: list[str | None] = field(default_factory=list)
+    # Each call's body and headers, as the receiver saw them (to verify its signature).
+    received: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
     url: str = ""
 
     async def handle(self, request: Request) -> Response:
         body = await request.body()
         self.calls.append(json.loads(body))
         self.signatures.append(request.headers.get("x-deletion-signature"))
+        self.received.append((body, dict(request.headers)))
         if self.delay:
             await asyncio.sleep(self.delay)
         if time.monotonic() < self.hang_until:

@@ -93,8 +93,7 @@ async def declare_topology(settings: Settings) -> None:
     products = load_products(settings.products_file)
     connection = await aio_pika.connect(settings.amqp_url)
     try:
-        channel = await connection.channel()
-        await topology.declare(channel, Topology.for_settings(settings, products.names), settings.delivery_limit)
+        await topology.declare(connection, Topology.for_settings(settings, products.names), settings.delivery_limit)
     finally:
         await connection.close()
 
@@ -200,3 +199,20 @@ async def end_job(connection: asyncpg.Connection, job_id: int, status: str, ago:
         await connection.execute(
             "INSERT INTO retention_queue (finished_at, job_id) VALUES ($1, $2)", finished_at, job_id
         )
+
+
+async def get_all(settings: Settings, queue: str) -> list[str]:
+    """Every message of a queue as text (body and headers), given back afterwards."""
+    connection = await aio_pika.connect(settings.amqp_url)
+    try:
+        channel = await connection.channel()
+        try:
+            declared = await channel.declare_queue(queue, passive=True)
+        except aio_pika.exceptions.ChannelClosed:
+            return []
+        texts = []
+        while (message := await declared.get(fail=False, no_ack=False)) is not None:
+            texts.append(message.body.decode(errors="replace") + repr(message.headers))
+        return texts
+    finally:
+        await connection.close()

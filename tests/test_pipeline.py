@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import time
 import uuid
@@ -28,6 +26,7 @@ from tests.support import (
 from worker.amqp.topology import ERROR_HEADER
 from worker.ops.demo import seed_demo_rows
 from worker.settings import Settings
+from worker.signing import SignatureError, verify
 from worker.store.jobs import CancelRefusedError, cancel_job
 
 DEMO_PRODUCTS = """
@@ -38,10 +37,12 @@ namespaces = ["userId"]
 
 [products.events]
 handler = "postgres"
+namespaces = ["userId", "email"]
 statements = ["DELETE FROM demo.events WHERE user_id = ANY($1::text[])"]
 
 [products.profiles]
 handler = "postgres"
+namespaces = ["userId", "email"]
 statements = [
     "DELETE FROM demo.profile_attributes WHERE user_id = ANY($1::text[])",
     "DELETE FROM demo.profiles WHERE user_id = ANY($1::text[])",
@@ -57,6 +58,7 @@ def http_products(url: str, secret: str = "s3cret") -> str:
     return f"""
 [products.sessions]
 handler = "postgres"
+namespaces = ["userId", "email"]
 statements = ["DELETE FROM demo.sessions WHERE user_id = ANY($1::text[])"]
 
 [products.remote]
@@ -153,6 +155,7 @@ async def test_permanent_product_failure_fails_the_job(
         + """
 [products.broken]
 handler = "postgres"
+namespaces = ["userId", "email"]
 statements = ["DELETE FROM demo.no_such_table WHERE user_id = ANY($1::text[])"]
 """
     )
@@ -184,10 +187,14 @@ async def test_transient_failure_succeeds_on_retry(
         assert await wait_for_jobs(pool, [job_id]) == {job_id: "completed"}
         assert len(endpoint.calls) == 3
         assert sum(role.stats.retried for role in consumers_of(handle.worker)) == 2
-        # Every call is signed with HMAC-SHA256 of the exact body.
-        body = json.dumps(endpoint.calls[-1], separators=(",", ":")).encode()
-        expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
-        assert endpoint.signatures[-1] == expected
+        # Every call is signed (timestamp and key id inside an HMAC-SHA256 of the body).
+        for body, headers in endpoint.received:
+            assert verify(headers, body, {"1": b"s3cret"}) == "1"
+        body, headers = endpoint.received[-1]
+        with pytest.raises(SignatureError):
+            verify(headers, body + b" ", {"1": b"s3cret"})  # a changed body
+        with pytest.raises(SignatureError):
+            verify(headers, body, {"1": b"s3cret"}, now=int(headers["x-deletion-timestamp"]) + 3600)  # a replay
         assert endpoint.calls[-1]["items"][0]["identities"] == [
             {"namespace": {"code": "userId"}, "id": "flaky@example.com"}
         ]

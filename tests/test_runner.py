@@ -16,7 +16,8 @@ from worker.cli.health import problems_in
 from worker.settings import Settings
 
 PRODUCTS = (
-    '[products.sessions]\nhandler = "postgres"\nstatements = ["DELETE FROM demo.sessions WHERE user_id = ANY($1)"]\n'
+    '[products.sessions]\nhandler = "postgres"\nnamespaces = ["userId", "email"]\n'
+    'statements = ["DELETE FROM demo.sessions WHERE user_id = ANY($1)"]\n'
 )
 MakeSettings = Callable[..., Settings]
 MakeProject = Callable[..., Awaitable[tuple[int, str]]]

@@ -57,7 +57,8 @@ def test_products_file_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(ProductsFileError, match="not valid TOML"):
         load_products(path)
     path.write_text(
-        '[products.sessions]\nhandler = "postgres"\nstatements = ["DELETE FROM t WHERE u = ANY($1)"]\n'
+        '[products.sessions]\nhandler = "postgres"\nnamespaces = ["userId", "email"]\n'
+        'statements = ["DELETE FROM t WHERE u = ANY($1)"]\n'
         '[products.crm]\nhandler = "external"\n'
     )
     products = load_products(path)

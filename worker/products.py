@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, ValidationError, model_validator
+
+from worker.errors import ConfigError
 
 ProductName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 
@@ -20,16 +23,43 @@ class _Product(BaseModel):
     namespaces: list[str] | None = None
 
 
+NAMESPACE_PARAMETER = re.compile(r"\$2(?!\d)")
+
+
+def uses_namespace(statement: str) -> bool:
+    """Whether a statement takes the namespace code as `$2`."""
+    return NAMESPACE_PARAMETER.search(statement) is not None
+
+
 class PostgresProduct(_Product):
+    """Statements run once per namespace found in a chunk, never with the values of two
+    namespaces at once (an email `42` must not delete userId `42`): `$1` is the array of
+    that namespace's values and `$2`, where a statement uses it, the namespace code.
+    `statements` run for each namespace of `namespaces` (all namespaces when unset, which
+    only statements that use `$2` may do); `statements_by_namespace` name their own."""
+
     handler: Literal["postgres"]
     dsn: str | None = None  # defaults to DELETION_DATABASE_URL
-    statements: list[str] = Field(min_length=1)
+    statements: list[str] = Field(default_factory=list)
+    statements_by_namespace: dict[str, list[str]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _namespaced(self) -> PostgresProduct:
+        if not self.statements and not any(self.statements_by_namespace.values()):
+            raise ValueError("give `statements` or `statements_by_namespace`")
+        if self.namespaces is None and not all(uses_namespace(s) for s in self.statements):
+            raise ValueError(
+                "a statement without $2 would receive the values of every namespace alike (an email 42 would"
+                " delete userId 42): set `namespaces`, use $2 (the namespace code), or `statements_by_namespace`"
+            )
+        return self
 
 
 class HttpProduct(_Product):
     handler: Literal["http"]
-    url: HttpUrl
-    secret: SecretStr | None = None
+    url: HttpUrl  # https, unless DELETION_ALLOW_INSECURE_HTTP (tests and local setups)
+    secret: SecretStr  # signs every call (worker.signing); the product verifies it
+    key_id: str = Field(default="1", pattern=r"^[A-Za-z0-9._-]{1,64}$")  # names the secret, for rotations
     timeout: float = Field(default=10.0, gt=0)
 
 
@@ -57,8 +87,18 @@ class ProductsFile(BaseModel):
         return [name for name, config in self.products.items() if config.handler != "external"]
 
 
-class ProductsFileError(Exception):
+class ProductsFileError(ConfigError):
     pass
+
+
+def check_transport(products: ProductsFile, allow_insecure_http: bool) -> None:
+    """http products must be called over https unless the deployment allows plain http."""
+    for name, config in products.products.items():
+        if isinstance(config, HttpProduct) and config.url.scheme != "https" and not allow_insecure_http:
+            raise ProductsFileError(
+                f"products.{name}.url: http:// sends identity values unencrypted; use https"
+                " (or set DELETION_ALLOW_INSECURE_HTTP=true for a local setup)"
+            )
 
 
 def load_products(path: Path) -> ProductsFile:

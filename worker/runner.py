@@ -38,7 +38,7 @@ from worker.roles.base import Role, Session, SessionLostError
 from worker.roles.consuming import ConsumerCancelledError
 from worker.roles.registry import BuildContext, build_roles
 from worker.roles.spec import RoleSpec
-from worker.settings import DEFAULT_IDENTITY_HASH_KEY, Settings
+from worker.settings import MIN_HASH_KEY_BYTES, Settings
 
 log = structlog.get_logger(__name__)
 
@@ -81,9 +81,13 @@ class WorkerProcess:
     async def run(self) -> None:
         started = time.monotonic()
         log.info("worker_starting", roles=[str(spec) for spec in self.specs], prefix=self.settings.topology_prefix)
-        if self.settings.identity_hash_key.get_secret_value() == DEFAULT_IDENTITY_HASH_KEY:
-            # Hashes made with a public key can be checked against guesses by anyone.
-            log.warning("identity_hash_key_is_the_default", setting="DELETION_IDENTITY_HASH_KEY")
+        if self.settings.identity_hash_key_is_weak():
+            # Hashes made with a public or short key can be checked against guesses by anyone.
+            log.warning(
+                "identity_hash_key_is_weak",
+                setting="DELETION_IDENTITY_HASH_KEY",
+                need=f"{MIN_HASH_KEY_BYTES} random bytes or more, not a placeholder",
+            )
         background = [asyncio.create_task(self._heartbeat())]
         background += [asyncio.create_task(service(self.stopping)) for service in self.extra_services]
         try:
@@ -147,9 +151,7 @@ class WorkerProcess:
         lost = asyncio.Event()
         connection.close_callbacks.add(lambda *_: lost.set())
         try:
-            channel = await connection.channel()
-            await declared.declare(channel, self.topology, self.settings.delivery_limit)
-            await channel.close()
+            await declared.declare(connection, self.topology, self.settings.delivery_limit)
             publisher = await Publisher.open(connection)
 
             async def open_channel() -> ConsumerChannel:

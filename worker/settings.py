@@ -20,6 +20,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PRODUCTS_FILE = PACKAGE_ROOT / "deploy" / "products.demo.toml"
 DEFAULT_MIGRATIONS_DIR = PACKAGE_ROOT / "migrations"
 DEFAULT_IDENTITY_HASH_KEY = "change-me-in-production"
+MIN_HASH_KEY_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -74,12 +75,17 @@ class Settings(BaseSettings):
     retry_cap_ms: int = Field(default=300_000, ge=1)
     handler_timeout: float = Field(default=30.0, gt=0)
     handler_concurrency: int = Field(default=8, ge=1)
+    # Products called over plain http (their calls carry identity values): local setups only.
+    allow_insecure_http: bool = False
 
     # Personal data: identity values are replaced by keyed hashes this long after a job
     # ends, at most `retention_step` values per transaction.
     identity_retention: timedelta = timedelta(days=7)
     identity_hash_key: SecretStr = SecretStr(DEFAULT_IDENTITY_HASH_KEY)
     retention_step: int = Field(default=5000, ge=1)
+    # Dead letters hold identity values too: a new dead-letter queue keeps them this long
+    # (0: until purged).
+    dead_letter_retention: timedelta = timedelta(days=7)
     maintenance_interval: float = Field(default=60.0, gt=0)
 
     # Database pool.
@@ -102,6 +108,13 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
 
     shutdown_timeout: float = Field(default=30.0, gt=0)
+
+    def identity_hash_key_is_weak(self) -> bool:
+        """The default, a placeholder of the deploy files ("change-me…"), or too short to
+        resist guessing: hashes made with it can be checked against guesses by anyone."""
+        key = self.identity_hash_key.get_secret_value()
+        placeholder = "change" in key.lower().replace("-", "").replace("_", "") and "me" in key.lower()
+        return key == DEFAULT_IDENTITY_HASH_KEY or placeholder or len(key.encode()) < MIN_HASH_KEY_BYTES
 
     @field_validator("database_url")
     @classmethod

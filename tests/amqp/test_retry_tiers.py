@@ -20,7 +20,7 @@ async def test_a_short_retry_is_not_held_behind_a_long_one(make_settings: Callab
     connection = await connect(settings.amqp_url)
     try:
         channel = await connection.channel()
-        await topology.declare(channel, tiers, settings.delivery_limit)
+        await topology.declare(connection, tiers, settings.delivery_limit)
         publisher = await Publisher.open(connection)
         origin = tiers.requests.main
         for delay, body in ((1600, b"long"), (100, b"short")):

@@ -17,16 +17,19 @@ from worker.store.api_keys import create_key
 PRODUCTS = """
 [products.sessions]
 handler = "postgres"
+namespaces = ["userId", "email"]
 display_name = "Session Replay"
 statements = ["DELETE FROM demo.sessions WHERE user_id = ANY($1::text[])"]
 
 [products.events]
 handler = "postgres"
+namespaces = ["userId", "email"]
 display_name = "Event Store"
 statements = ["DELETE FROM demo.events WHERE user_id = ANY($1::text[])"]
 
 [products.profiles]
 handler = "postgres"
+namespaces = ["userId", "email"]
 display_name = "Profile Service"
 statements = ["DELETE FROM demo.profiles WHERE user_id = ANY($1::text[])"]
 """

@@ -14,7 +14,8 @@ from worker.settings import Settings
 from worker.store.retention import hash_expired_identities
 
 PRODUCTS = (
-    '[products.sessions]\nhandler = "postgres"\nstatements = ["DELETE FROM demo.sessions WHERE user_id = ANY($1)"]\n'
+    '[products.sessions]\nhandler = "postgres"\nnamespaces = ["userId", "email"]\n'
+    'statements = ["DELETE FROM demo.sessions WHERE user_id = ANY($1)"]\n'
 )
 
 

@@ -24,7 +24,8 @@ from worker.store.projects import create_project
 REPO = Path(__file__).resolve().parents[2]
 PRODUCTS = ("p1", "p2", "p3")
 PRODUCTS_TOML = "".join(
-    f'[products.{name}]\nhandler = "postgres"\nstatements = ["DELETE FROM demo.sessions WHERE user_id = ANY($1)"]\n'
+    f'[products.{name}]\nhandler = "postgres"\nnamespaces = ["userId", "email"]\n'
+    f'statements = ["DELETE FROM demo.sessions WHERE user_id = ANY($1)"]\n'
     for name in PRODUCTS
 )
 

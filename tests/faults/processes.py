@@ -44,6 +44,7 @@ class WorkerProcesses:
             "DELETION_DISPATCH_INTERVAL": "0.2",
             "DELETION_RETRY_BASE_MS": "100",
             "DELETION_RETRY_CAP_MS": "1000",
+            "DELETION_ALLOW_INSECURE_HTTP": "true",
         }
         self.log_dir = log_dir
         self.running: dict[str, subprocess.Popen[bytes]] = {}

@@ -26,16 +26,19 @@ async def test_raising_and_slow_handlers_end_in_dead_letter_queues(
         products = f"""
 [products.healthy]
 handler = "postgres"
+namespaces = ["userId", "email"]
 statements = ["DELETE FROM demo.sessions WHERE user_id = ANY($1)"]
 
 [products.unreachable]
 handler = "postgres"
+namespaces = ["userId", "email"]
 dsn = "postgresql://postgres@127.0.0.1:{free_port()}/postgres"
 statements = ["DELETE FROM t WHERE user_id = ANY($1)"]
 
 [products.slow]
 handler = "http"
 url = "{slow.url}"
+secret = "s"
 """
         settings = make_settings(
             products, handler_timeout=0.5, retry_max_attempts=3, retry_base_ms=50, retry_cap_ms=200

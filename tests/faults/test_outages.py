@@ -68,7 +68,9 @@ async def test_a_product_blackholed_past_the_consumer_timeout_recovers(services:
         async with serve_endpoint(ProductEndpoint(hang_until=until)) as endpoint:
             statement = "DELETE FROM demo.sessions WHERE user_id = ANY($1)"
             products = f'[products.p1]\nhandler = "http"\nurl = "{endpoint.url}"\nsecret = "s"\n' + "".join(
-                f'[products.{p}]\nhandler = "postgres"\nstatements = ["{statement}"]\n' for p in ("p2", "p3")
+                f'[products.{p}]\nhandler = "postgres"\nnamespaces = ["userId", "email"]\n'
+                f'statements = ["{statement}"]\n'
+                for p in ("p2", "p3")
             )
             async with fault_setup(services.admin_database_url, broker.url, tmp_path, products) as (workers, pool, key):
                 topology = workers.topology()

@@ -16,7 +16,7 @@ from worker.settings import Settings
 
 
 def products(url: str) -> str:
-    return f'[products.remote]\nhandler = "http"\nurl = "{url}"\n'
+    return f'[products.remote]\nhandler = "http"\nurl = "{url}"\nsecret = "s"\n'
 
 
 async def wait_for_depth(settings: Settings, queue: str, expected: int) -> None:

@@ -14,7 +14,8 @@ from worker.amqp.topology import ERROR_HEADER
 from worker.settings import Settings
 
 PRODUCTS = (
-    '[products.sessions]\nhandler = "postgres"\nstatements = ["DELETE FROM demo.sessions WHERE user_id = ANY($1)"]\n'
+    '[products.sessions]\nhandler = "postgres"\nnamespaces = ["userId", "email"]\n'
+    'statements = ["DELETE FROM demo.sessions WHERE user_id = ANY($1)"]\n'
 )
 
 

@@ -2,7 +2,10 @@
 
 Every consumer queue X has a dead-letter queue X.dead: what could not be processed,
 with the reason in the `x-deletion-error` header (and RabbitMQ's own x-death when the
-broker put it there after too many deliveries).
+broker put it there after too many deliveries). Dead letters hold identity values, so a
+dead-letter queue keeps them DELETION_DEAD_LETTER_RETENTION at most (a queue-level
+TTL). Queue arguments cannot change once a queue exists: a dead-letter queue made by an
+older release keeps none, and the worker says how to give it one (a policy).
 
 Retries wait in shared *retry tiers*: one queue per delay (`<prefix>.retry.<ms>ms`, a
 queue-level TTL), each fed by a fanout exchange of the same name. A retry copy is
@@ -24,10 +27,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import aio_pika
-from aio_pika.abc import AbstractChannel
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractConnection
+from aiormq.exceptions import ChannelPreconditionFailed
 from pamqp.common import FieldTable
 
 from worker.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 ERROR_HEADER = "x-deletion-error"
 ATTEMPT_HEADER = "x-deletion-attempt"
@@ -102,11 +109,16 @@ class Topology:
     prefix: str
     products: tuple[str, ...]
     retry_delays_ms: tuple[int, ...] = retry_tiers(DEFAULT_RETRY_BASE_MS, DEFAULT_RETRY_CAP_MS)
+    dead_letter_ttl_ms: int | None = None  # None: dead letters are kept until purged
 
     @classmethod
     def for_settings(cls, settings: Settings, products: Sequence[str]) -> Topology:
+        ttl = int(settings.dead_letter_retention.total_seconds() * 1000)
         return cls(
-            settings.topology_prefix, tuple(products), retry_tiers(settings.retry_base_ms, settings.retry_cap_ms)
+            settings.topology_prefix,
+            tuple(products),
+            retry_tiers(settings.retry_base_ms, settings.retry_cap_ms),
+            ttl or None,
         )
 
     @property
@@ -180,22 +192,48 @@ def retry_tier_arguments(delay_ms: int) -> QuorumQueueArguments:
     )
 
 
-async def declare(channel: AbstractChannel, topology: Topology, delivery_limit: int) -> None:
+def dead_queue_arguments(ttl_ms: int | None) -> QuorumQueueArguments:
+    return QuorumQueueArguments(message_ttl_ms=ttl_ms)
+
+
+DEAD_LETTER_POLICY = (
+    "rabbitmqctl set_policy --apply-to queues deletion-dead-letters '^<prefix>\\..*\\.dead$'"
+    " '{\"message-ttl\": <DELETION_DEAD_LETTER_RETENTION in ms>}'"
+)
+
+
+async def _declare_dead_queue(
+    connection: AbstractConnection, channel: AbstractChannel, name: str, ttl_ms: int | None
+) -> AbstractChannel:
+    """Declare a dead-letter queue with its retention. One made earlier with other
+    arguments is left as it is; a failed declare closes the channel, so a new one is returned."""
+    try:
+        await channel.declare_queue(name, durable=True, arguments=dead_queue_arguments(ttl_ms).to_arguments())
+    except ChannelPreconditionFailed:
+        log.warning("dead_letter_queue_without_retention", queue=name, fix=DEAD_LETTER_POLICY)
+        channel = await connection.channel()
+    return channel
+
+
+async def declare(connection: AbstractConnection, topology: Topology, delivery_limit: int) -> None:
     """Declare every exchange, queue and binding (idempotent)."""
-    exchange = await channel.declare_exchange(topology.products_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
+    channel = await connection.channel()
+    await channel.declare_exchange(topology.products_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
     for delay in topology.retry_delays_ms:
         name = topology.retry_tier(delay)
         tier = await channel.declare_exchange(name, aio_pika.ExchangeType.FANOUT, durable=True)
         queue = await channel.declare_queue(name, durable=True, arguments=retry_tier_arguments(delay).to_arguments())
         await queue.bind(tier)
     for names in topology.consumer_queues():
-        await channel.declare_queue(names.dead, durable=True, arguments=QuorumQueueArguments().to_arguments())
+        channel = await _declare_dead_queue(connection, channel, names.dead, topology.dead_letter_ttl_ms)
         await channel.declare_queue(
             names.main, durable=True, arguments=main_queue_arguments(names, delivery_limit).to_arguments()
         )
+    exchange = await channel.get_exchange(topology.products_exchange, ensure=False)
     for product in topology.products:
         queue = await channel.get_queue(topology.product(product).main, ensure=False)
         await queue.bind(exchange, routing_key=product)
+    await channel.close()
 
 
 async def delete(channel: AbstractChannel, topology: Topology) -> None:

@@ -4,6 +4,7 @@ reachable), /metrics (Prometheus text). No authentication: probes and scrapers h
 from __future__ import annotations
 
 import asyncio
+import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
@@ -15,6 +16,7 @@ from worker.errors import describe
 
 router = APIRouter(tags=["operations"])
 PROBE_TIMEOUT_SECONDS = 3.0
+READY_CACHE_SECONDS = 2.0
 
 
 @router.get("/healthz", summary="The process is alive")
@@ -45,8 +47,13 @@ async def _check_broker(state: ApiState) -> str | None:
 
 @router.get("/readyz", summary="Postgres and RabbitMQ are reachable")
 async def readyz(request: Request) -> Response:
+    """Checked at most once every READY_CACHE_SECONDS: without a key anyone may call it,
+    and each check opens a broker connection."""
     state: ApiState = request.app.state.api
-    problems = [p for p in await asyncio.gather(_check_database(state), _check_broker(state)) if p]
+    checked_at, problems = state.readiness
+    if time.monotonic() - checked_at > READY_CACHE_SECONDS:
+        problems = [p for p in await asyncio.gather(_check_database(state), _check_broker(state)) if p]
+        state.readiness = (time.monotonic(), problems)
     if problems:
         return json_response({"error": "not_ready", "message": "; ".join(problems)}, status=503)
     return json_response({"status": "ready"})

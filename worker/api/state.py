@@ -22,6 +22,7 @@ class ApiState:
     # (projectKey, org) → project id; a project never changes organization or id.
     projects: dict[tuple[str, str], int] = field(default_factory=dict)
     body_budget: ByteBudget = field(default_factory=lambda: ByteBudget(16 * 1024 * 1024, 60.0))
+    readiness: tuple[float, list[str]] = (-1e9, [])  # (when checked, problems found)
 
     def __post_init__(self) -> None:
         self.body_budget = ByteBudget(self.settings.api_max_parse_bytes, self.settings.api_parse_wait)

@@ -132,7 +132,7 @@ def free_port() -> int:
 
 def products_toml(count: int) -> str:
     return "".join(
-        f'[products.p{i}]\nhandler = "postgres"\n'  # noqa: S608 - TOML text, not a query
+        f'[products.p{i}]\nhandler = "postgres"\nnamespaces = ["userId"]\n'  # noqa: S608 - TOML text, not a query
         f'statements = ["DELETE FROM bench.t{i} WHERE user_id = ANY($1::text[])"]\n\n'
         for i in range(1, count + 1)
     )

@@ -15,7 +15,7 @@ from rich.console import Console
 from worker.amqp import Connection, connect
 from worker.logs import configure_logging
 from worker.ops.exitcodes import ExitCode
-from worker.products import ProductsFile, load_products
+from worker.products import ProductsFile, check_transport, load_products
 from worker.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -41,7 +41,9 @@ def settings() -> Settings:
 
 
 def products(loaded: Settings) -> ProductsFile:
-    return load_products(loaded.products_file)
+    configured = load_products(loaded.products_file)
+    check_transport(configured, loaded.allow_insecure_http)
+    return configured
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -28,14 +28,14 @@ class Handler(ABC):
     def wanted(self, identity: Identity) -> bool:
         return self.namespaces is None or identity["namespace"]["code"] in self.namespaces
 
-    def values(self, items: list[TaskItem]) -> list[str]:
-        """The identity values this product deletes: those of its namespaces, de-duplicated."""
-        seen: dict[str, None] = {}
+    @staticmethod
+    def values_by_namespace(items: list[TaskItem]) -> dict[str, list[str]]:
+        """The identity values of these items per namespace, de-duplicated, in order."""
+        seen: dict[str, dict[str, None]] = {}
         for item in items:
             for identity in item["identities"]:
-                if self.wanted(identity):
-                    seen.setdefault(identity["id"])
-        return list(seen)
+                seen.setdefault(identity["namespace"]["code"], {}).setdefault(identity["id"])
+        return {namespace: list(values) for namespace, values in seen.items()}
 
     @abstractmethod
     async def run(self, task: ProductTask) -> dict[int, ItemResult]: ...

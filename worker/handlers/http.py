@@ -1,15 +1,13 @@
 """Built-in `http` handler: POSTs the product task as JSON to the product's URL.
 
-The body is signed: header `X-Deletion-Signature: sha256=<hex HMAC-SHA256 of the body>`.
-2xx means every item succeeded, unless the JSON answer carries `results` in the
-acknowledgement's form; 4xx (but 408 and 429) fails the items for good; 5xx, 408, 429,
-time-outs and connection errors are transient and retried with backoff.
+Every call is signed (worker.signing: a timestamp and key id inside an HMAC-SHA256 over
+`timestamp.body`); the product checks it with `worker.signing.verify`. 2xx means every
+item succeeded, unless the JSON answer carries `results` in the acknowledgement's form;
+4xx (but 408, 425 and 429) fails the items for good; 5xx, 408, 425, 429, time-outs and
+connection errors are transient and retried with backoff.
 """
 
 from __future__ import annotations
-
-import hashlib
-import hmac
 
 import httpx
 from pydantic import ValidationError
@@ -17,20 +15,17 @@ from pydantic import ValidationError
 from schemas import ProductAck, ProductTask
 from worker.errors import PermanentError, TransientError
 from worker.handlers.base import SUCCESS, Handler, ItemResult
+from worker.signing import signed_headers
 
-SIGNATURE_HEADER = "X-Deletion-Signature"
 RETRYABLE_4XX = frozenset({408, 425, 429})
 
 
-def sign(secret: bytes, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-
-
 class HttpHandler(Handler):
-    def __init__(self, url: str, secret: str | None, timeout: float, namespaces: list[str] | None) -> None:
+    def __init__(self, url: str, secret: str, key_id: str, timeout: float, namespaces: list[str] | None) -> None:
         super().__init__(namespaces)
         self.url = url
-        self.secret = secret.encode() if secret is not None else None
+        self.secret = secret.encode()
+        self.key_id = key_id
         self._client = httpx.AsyncClient(timeout=timeout)
 
     async def run(self, task: ProductTask) -> dict[int, ItemResult]:
@@ -43,9 +38,7 @@ class HttpHandler(Handler):
                 }
             )
         body = task.model_dump_json(by_alias=True).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.secret is not None:
-            headers[SIGNATURE_HEADER] = sign(self.secret, body)
+        headers = {"Content-Type": "application/json", **signed_headers(self.key_id, self.secret, body)}
         try:
             response = await self._client.post(self.url, content=body, headers=headers)
         except httpx.TimeoutException as error:

@@ -2,23 +2,47 @@
 
 Once a job has ended and the retention period has passed, each identity value is
 replaced by a keyed hash (HMAC-SHA256 with DELETION_IDENTITY_HASH_KEY over namespace
-and value). The hash still proves which identities a job deleted — `identity_in_job`
-answers that for a given identity — but cannot be turned back into the value, and
+and value). The hash still proves which identities a job deleted (`identity_in_job`
+answers that for a given identity) but cannot be turned back into the value, and
 without the key cannot even be checked against guesses.
+
+The job's own text goes the same way: wherever an identity value of the job occurs in
+its description or display name (the Jobs API writes "Delete user sessions of userId =
+<id>"), it is replaced by `hmac:<hex>` of that identity, and the reference id (the user
+id of the Jobs API) becomes `hmac:<hex>` of itself. After retention, no column shows an
+identity value of an ended job.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections import defaultdict
 from datetime import timedelta
 
 import asyncpg
+
+HASHED_PREFIX = "hmac:"
+REFERENCE_NAMESPACE = "referenceId"
 
 
 def identity_hash(key: bytes, namespace: str, value: str) -> bytes:
     # NUL cannot occur in either part (the schemas refuse it), so the pair is unambiguous.
     return hmac.new(key, f"{namespace}\x00{value}".encode(), hashlib.sha256).digest()
+
+
+def shown_hash(digest: bytes) -> str:
+    """How a hashed value reads where a value was (in API answers and job text)."""
+    return HASHED_PREFIX + digest.hex()
+
+
+def redact(text: str, values: dict[str, str]) -> str:
+    """`text` with each of `values` (value → its shown hash) replaced; longest first, so
+    that a value contained in another is not half-replaced."""
+    for value in sorted(values, key=len, reverse=True):
+        if value in text:
+            text = text.replace(value, values[value])
+    return text
 
 
 CHOOSE_DUE_JOBS = """
@@ -33,7 +57,18 @@ WITH due AS (
            sum(coalesce(j.identity_count, 0)) OVER (ORDER BY due.finished_at, due.job_id) AS running_total
     FROM due LEFT JOIN jobs j ON j.id = due.job_id
 )
-SELECT job_id FROM sized WHERE running_total - n < $3
+SELECT s.job_id, j.reference_id, j.description, j.display_name
+FROM sized s LEFT JOIN jobs j ON j.id = s.job_id
+WHERE s.running_total - s.n < $3
+"""
+
+FINISH = """
+WITH finished AS (
+    DELETE FROM retention_queue q WHERE q.job_id = ANY($1::bigint[])
+    AND NOT EXISTS (SELECT 1 FROM job_identities ji WHERE ji.job_id = q.job_id AND ji.value IS NOT NULL)
+    RETURNING q.job_id
+)
+SELECT job_id FROM finished
 """
 
 
@@ -48,17 +83,18 @@ async def hash_expired_identities(
     steps and leaves the queue with the step that hashes its last value, so no step, and
     no process, ever holds more than `max_identities` values."""
     async with connection.transaction():
-        job_ids = [
-            row["job_id"] for row in await connection.fetch(CHOOSE_DUE_JOBS, retention, max_jobs, max_identities)
-        ]
-        if not job_ids:
+        jobs = {
+            row["job_id"]: row for row in await connection.fetch(CHOOSE_DUE_JOBS, retention, max_jobs, max_identities)
+        }
+        if not jobs:
             return 0, 0
         rows = await connection.fetch(
             "SELECT job_id, seq, namespace, value FROM job_identities"
             " WHERE job_id = ANY($1::bigint[]) AND value IS NOT NULL ORDER BY job_id, seq LIMIT $2",
-            job_ids,
+            list(jobs),
             max_identities,
         )
+        hashes = [identity_hash(key, row["namespace"], row["value"]) for row in rows]
         await connection.execute(
             """
             UPDATE job_identities ji SET value = NULL, value_hash = x.h
@@ -67,20 +103,50 @@ async def hash_expired_identities(
             """,
             [row["job_id"] for row in rows],
             [row["seq"] for row in rows],
-            [identity_hash(key, row["namespace"], row["value"]) for row in rows],
+            hashes,
         )
-        done = await connection.fetch(
-            """
-            WITH finished AS (
-                DELETE FROM retention_queue q WHERE q.job_id = ANY($1::bigint[])
-                AND NOT EXISTS (SELECT 1 FROM job_identities ji WHERE ji.job_id = q.job_id AND ji.value IS NOT NULL)
-                RETURNING q.job_id
-            )
-            UPDATE jobs j SET identities_hashed_at = now() FROM finished f WHERE j.id = f.job_id RETURNING j.id
-            """,
-            job_ids,
-        )
+        shown: dict[int, dict[str, str]] = defaultdict(dict)
+        for row, digest in zip(rows, hashes, strict=True):
+            shown[row["job_id"]][row["value"]] = shown_hash(digest)
+        done = {row["job_id"] for row in await connection.fetch(FINISH, list(jobs))}
+        await _scrub_job_text(connection, key, jobs, shown, done)
     return len(done), len(rows)
+
+
+async def _scrub_job_text(
+    connection: asyncpg.Connection,
+    key: bytes,
+    jobs: dict[int, asyncpg.Record],
+    shown: dict[int, dict[str, str]],
+    done: set[int],
+) -> None:
+    """Replace this step's identity values in the jobs' text, and their reference ids (at
+    the first step of a job, so that its text reads the same hash throughout); a job whose
+    last value was just hashed is marked hashed."""
+    updates = []
+    for job_id, row in jobs.items():
+        if row["description"] is None or (job_id not in shown and job_id not in done):
+            continue  # the job is gone, or nothing of it in this step
+        values = dict(shown.get(job_id, {}))
+        reference = row["reference_id"]
+        if reference is not None and not reference.startswith(HASHED_PREFIX):
+            values[reference] = shown_hash(identity_hash(key, REFERENCE_NAMESPACE, reference))
+            reference = values[reference]
+        updates.append(
+            (job_id, reference, redact(row["description"], values), redact(row["display_name"], values), job_id in done)
+        )
+    if updates:
+        await connection.execute(
+            """
+            UPDATE jobs j SET reference_id = u.reference_id, description = u.description,
+                              display_name = u.display_name,
+                              identities_hashed_at = CASE WHEN u.done THEN now() ELSE j.identities_hashed_at END
+            FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bool[])
+                AS u(id, reference_id, description, display_name, done)
+            WHERE j.id = u.id
+            """,
+            *(list(column) for column in zip(*updates, strict=True)),
+        )
 
 
 async def identity_in_job(connection: asyncpg.Connection, key: bytes, job_id: int, namespace: str, value: str) -> bool:

@@ -14,7 +14,9 @@ from schemas.messages import MAX_IDENTITIES, Identity, ShortText, Text
 
 JobStatus = Literal["scheduled", "running", "completed", "failed", "cancelled"]
 WorkOrderStatus = Literal["received", "processing", "completed", "failed", "cancelled"]
-ProductStatus = Literal["waiting", "running", "success", "failed", "cancelled"]
+# `skipped`: the product was named when the job was created but is no longer configured
+# where it was dispatched (the job's errors say so).
+ProductStatus = Literal["waiting", "running", "success", "failed", "cancelled", "skipped"]
 
 
 class Job(BaseModel):

@@ -40,7 +40,9 @@ async def test_tiny_bench_reports_every_number(make_settings: Callable[..., Sett
     assert report["workorder"]["status"] == "completed"
     assert report["workorder"]["products"] == {"p1": "success", "p2": "success"}
     assert 0 < report["workorder"]["accept_seconds"] <= report["workorder"]["complete_seconds"]
-    for read in (report["api_single_job"], report["api_list_page"]):
+    for read in (
+        report["api_single_job"], report["api_list_page"], report["api_deep_page"], report["api_small_org_workorders"]
+    ):
         assert read["jobs_in_table"] >= 2_000
         assert read["requests"] == 100
         assert 0 < read["p50_ms"] <= read["p99_ms"]
@@ -58,10 +60,10 @@ async def test_tiny_bench_reports_every_number(make_settings: Callable[..., Sett
     assert sum(steps) == STEP_COUNT
 
     assert all(value["value"] is not None for value in summary(report).values())
-    assert len(measurements(report)) == 11
+    assert len(measurements(report)) == 13
     numbers, targets = render(report)
     assert targets.row_count == len(TARGETS)
-    assert numbers.row_count == 11
+    assert numbers.row_count == 13
 
 
 @pytest.mark.timeout(120)

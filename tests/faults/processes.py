@@ -96,6 +96,16 @@ class WorkerProcesses:
             peaks[name] = round(kilobytes / 1024, 1)
         return peaks
 
+    def stop(self, name: str) -> None:
+        """SIGTERM, as a rollout stops a process, and wait for it to finish."""
+        process = self.running.pop(name)
+        process.terminate()
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
     def kill9(self, name: str) -> None:
         process = self.running.pop(name)
         process.send_signal(signal.SIGKILL)

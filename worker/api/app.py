@@ -15,7 +15,7 @@ from worker.api.json_body import document_bodies
 from worker.api.limits import BodyLimitMiddleware
 from worker.api.metrics import MetricsMiddleware
 from worker.api.state import ApiState
-from worker.db import create_pool
+from worker.db import create_pool, init_api_connection
 from worker.products import ProductsFile
 from worker.settings import Settings
 
@@ -30,7 +30,7 @@ def create_app(settings: Settings, products: ProductsFile, pool: asyncpg.Pool | 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_pool = pool is None
-        active = pool if pool is not None else await create_pool(settings)
+        active = pool if pool is not None else await create_pool(settings, init=init_api_connection)
         app.state.api = ApiState(settings=settings, products=products, pool=active)
         app.state.pool = active
         try:

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 import aiohttp
 import asyncpg
 
+from worker.store.api_keys import create_key
+from worker.store.jobs import NewJob, create_jobs
+from worker.store.projects import create_project
+
 
 @dataclass(frozen=True)
 class ReadResult:
@@ -23,11 +27,13 @@ class ReadResult:
 
 
 FILL_CONNECTIONS = 2  # one per core of the development machine
+# Jobs as old ones look: ended, their identities past retention (so the reconciler and
+# the maintenance role have nothing to do with them while the reads are measured).
 FILL_SQL = """
     INSERT INTO jobs (request_id, project_id, workorder_id, bundle_id, action, reference_id, description,
-                      status, identity_count, chunk_size, created_at, updated_at, finished_at)
+                      status, identity_count, chunk_size, created_at, updated_at, finished_at, identities_hashed_at)
     SELECT 'bench-fill-' || n, $1, 'DI-fill-' || n, 'BN-fill-' || n, 'delete_user_data', 'user' || n,
-           'Delete user sessions of userId = user' || n, 'completed', 1, 10000, now(), now(), now()
+           'Delete user sessions of userId = user' || n, 'completed', 1, 10000, now(), now(), now(), now()
     FROM generate_series($2::int, $3::int) g, lpad(g::text, 10, '0') n
 """
 
@@ -60,7 +66,9 @@ async def fill_jobs(database_url: str, project_key: str, count: int) -> tuple[in
         slices = [(first, min(count, first + size - 1)) for first in range(1, count + 1, size)]
         await asyncio.gather(*(_fill_slice(database_url, project_id, first, last) for first, last in slices))
         after: int = await connection.fetchval("SELECT max(id) FROM jobs")
-        await connection.execute("ANALYZE jobs")
+        # As a table in service is: vacuumed (index-only scans see the rows as visible) and
+        # analyzed, rather than vacuumed by autovacuum in the middle of the measurement.
+        await connection.execute("VACUUM ANALYZE jobs")
     finally:
         await connection.close()
     return before + 1, after
@@ -105,6 +113,23 @@ async def measure_reads(base_url: str, api_key: str, paths: list[str], clients: 
 def job_paths(project_key: str, low: int, high: int, count: int) -> list[str]:
     rng = random.Random(7)
     return [f"/public/{project_key}/jobs/{rng.randint(low, high)}" for _ in range(count)]
+
+
+def deep_paths(project_key: str, low: int, high: int, count: int) -> list[str]:
+    """Pages of 200 deep in the project: half by offset up to the deepest served (100,000
+    rows), half by `after` anywhere in the table."""
+    rng = random.Random(13)
+    offset = [f"/public/{project_key}/jobs?limit=200&page={rng.randint(400, 500)}" for _ in range(count // 2)]
+    keyset = [f"/public/{project_key}/jobs?limit=200&after={rng.randint(low, high)}" for _ in range(count - count // 2)]
+    return offset + keyset
+
+
+async def small_organization(connection: asyncpg.Connection) -> str:
+    """An organization with one project and one job; returns its API key."""
+    _, project_key = await create_project(connection, "bench-small", "small")
+    project_id = await connection.fetchval("SELECT id FROM projects WHERE key = $1", project_key)
+    await create_jobs(connection, [NewJob("bench-small-1", project_id, [("userId", "small")])], [], None)
+    return await create_key(connection, "bench-small")
 
 
 def list_paths(project_key: str, count: int) -> list[str]:

@@ -34,6 +34,8 @@ TARGETS = [
     Target("work order completed", lambda r: r["workorder"]["complete_seconds"], "s", 5.0, False),
     Target("API single job p99", lambda r: r["api_single_job"]["p99_ms"], "ms", 20, False),
     Target("API list page p99", lambda r: r["api_list_page"]["p99_ms"], "ms", 30, False),
+    Target("API deep page p99", lambda r: r["api_deep_page"]["p99_ms"], "ms", 100, False),
+    Target("small org work orders p99", lambda r: r["api_small_org_workorders"]["p99_ms"], "ms", 30, False),
     Target("worker peak RSS", lambda r: r["worker_peak_rss_mb"], "MB", 250, False),
     Target("largest role peak RSS (roles step)", lambda r: max(r["roles"]["peak_rss_mb"].values()), "MB", 250, False),
 ]
@@ -66,7 +68,12 @@ def measurements(report: dict[str, Any]) -> list[tuple[str, str]]:
             ("work order", f"{w['identities']} identities: accepted in {w['accept_seconds']} s, "
                            f"{w['status']} after {w['complete_seconds']} s")
         )  # fmt: skip
-    for key, label in (("api_single_job", "GET job"), ("api_list_page", "GET jobs page")):
+    for key, label in (
+        ("api_single_job", "GET job"),
+        ("api_list_page", "GET jobs page"),
+        ("api_deep_page", "GET deep page (offset 80-100k, or after)"),
+        ("api_small_org_workorders", "GET /workorder, 1-job org"),
+    ):
         if key in report:
             a = report[key]
             rows.append(

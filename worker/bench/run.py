@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from worker.bench.api_reads import fill_jobs, job_paths, list_paths, measure_reads
+from worker.bench.api_reads import deep_paths, fill_jobs, job_paths, list_paths, measure_reads, small_organization
 from worker.bench.ceiling import measure_ceiling
 from worker.bench.environment import BenchEnvironment, bench_environment, free_port
 from worker.bench.memory import RssSampler
@@ -100,7 +100,21 @@ async def _api_reads(
     listing = await measure_reads(
         base_url, env.api_key, list_paths(env.project_key, options.api_requests), options.api_clients, total
     )
-    return {"api_single_job": asdict(single), "api_list_page": asdict(listing)}
+    deep = await measure_reads(
+        base_url, env.api_key, deep_paths(env.project_key, low, high, options.api_requests), options.api_clients, total
+    )
+    # An organization with one job, next to the million of another: its list must not
+    # walk theirs (it took 0.4-0.6 s when it did).
+    small_key = await small_organization(connection)
+    small = await measure_reads(
+        base_url, small_key, ["/workorder?limit=50"] * options.api_requests, options.api_clients, total
+    )
+    return {
+        "api_single_job": asdict(single),
+        "api_list_page": asdict(listing),
+        "api_deep_page": asdict(deep),
+        "api_small_org_workorders": asdict(small),
+    }
 
 
 async def _roles(

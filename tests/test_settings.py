@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +66,14 @@ def test_products_file_errors_are_clear(tmp_path: Path) -> None:
     products = load_products(path)
     assert products.names == ["sessions", "crm"]
     assert products.built_in() == ["sessions"]
+
+
+def test_the_deploy_files_placeholder_keys_are_recognised_as_weak() -> None:
+    """Before: only the built-in default warned; the deploy files' `change-me` did not."""
+    deploy = Path(__file__).resolve().parents[1] / "deploy"
+    found = re.findall(r"DELETION_IDENTITY_HASH_KEY:\s*(\S+)", (deploy / "compose.yaml").read_text())
+    found += re.findall(r"DELETION_IDENTITY_HASH_KEY:\s*(\S+)", (deploy / "k8s" / "secret.yaml").read_text())
+    assert len(found) == 2
+    for placeholder in [*found, "change-me-in-production", "short"]:
+        assert Settings(identity_hash_key=placeholder).identity_hash_key_is_weak(), placeholder
+    assert not Settings(identity_hash_key=secrets.token_urlsafe(32)).identity_hash_key_is_weak()

@@ -41,7 +41,10 @@ async def test_tiny_bench_reports_every_number(make_settings: Callable[..., Sett
     assert report["workorder"]["products"] == {"p1": "success", "p2": "success"}
     assert 0 < report["workorder"]["accept_seconds"] <= report["workorder"]["complete_seconds"]
     for read in (
-        report["api_single_job"], report["api_list_page"], report["api_deep_page"], report["api_small_org_workorders"]
+        report["api_single_job"],
+        report["api_list_page"],
+        report["api_deep_page"],
+        report["api_small_org_workorders"],
     ):
         assert read["jobs_in_table"] >= 2_000
         assert read["requests"] == 100

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from worker.products import ProductsFileError, load_products
 from worker.settings import Settings, SettingsError, get_settings
@@ -75,5 +76,5 @@ def test_the_deploy_files_placeholder_keys_are_recognised_as_weak() -> None:
     found += re.findall(r"DELETION_IDENTITY_HASH_KEY:\s*(\S+)", (deploy / "k8s" / "secret.yaml").read_text())
     assert len(found) == 2
     for placeholder in [*found, "change-me-in-production", "short"]:
-        assert Settings(identity_hash_key=placeholder).identity_hash_key_is_weak(), placeholder
-    assert not Settings(identity_hash_key=secrets.token_urlsafe(32)).identity_hash_key_is_weak()
+        assert Settings(identity_hash_key=SecretStr(placeholder)).identity_hash_key_is_weak(), placeholder
+    assert not Settings(identity_hash_key=SecretStr(secrets.token_urlsafe(32))).identity_hash_key_is_weak()

@@ -6,10 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import httpx
+import pytest
 
 from tests.api.conftest import Tenant
+from worker.api import health
 from worker.settings import Settings
 
 CLI = [sys.executable, "-c", "from worker.cli import main; main()"]
@@ -24,6 +27,24 @@ async def test_health_ready_and_metrics_need_no_key(client: httpx.AsyncClient, t
     metrics = (await client.get("/metrics")).text
     assert 'deletion_api_requests_total{method="GET",route="/public/{projectKey}/jobs",status="200"}' in metrics
     assert tenant.project_key not in metrics  # route templates, never raw paths
+
+
+async def test_readyz_checks_the_broker_at_most_every_few_seconds(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: every unauthenticated call to /readyz opened an AMQP connection."""
+    opened: list[str] = []
+    real = health.connect  # type: ignore[attr-defined]  # the name the module calls, patched below
+
+    async def counting(url: str, **options: Any) -> Any:
+        opened.append(url)
+        return await real(url, **options)
+
+    monkeypatch.setattr(health, "connect", counting)
+    monkeypatch.setattr(health, "READY_CACHE_SECONDS", 60.0)
+    answers = [(await client.get("/readyz")).status_code for _ in range(20)]
+    assert set(answers) == {200}
+    assert len(opened) <= 1
 
 
 async def test_openapi_documents_every_route_and_body(client: httpx.AsyncClient) -> None:

@@ -85,7 +85,7 @@ class BatchConsumer(QueueRole):
 
     async def consume_loop(self, session: Session, stopping: asyncio.Event) -> None:
         while await self.wait_for_delivery(session, stopping):
-            if self.options.batch_wait_ms > 0 and len(self._held.inbox) < self.options.batch_size:
+            if self.options.batch_wait_ms > 0 and len(self.inbox) < self.options.batch_size:
                 await asyncio.sleep(self.options.batch_wait_ms / 1000)
             batch = self.take(self.options.batch_size, self.options.batch_max_bytes)
             self.state.busy()
@@ -180,7 +180,7 @@ class BatchConsumer(QueueRole):
             if available:
                 break
             if not handed_back and time.monotonic() > deadline:
-                log.warning("holding_too_long_handing_back", role=self.name, count=len(batch) + len(self._held.inbox))
+                log.warning("holding_too_long_handing_back", role=self.name, count=len(batch) + len(self.inbox))
                 await self.hand_back([*batch, *self.take_inbox()], "unavailable")
                 handed_back = True
         if not available and not handed_back and not session.lost.is_set():

@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 
@@ -34,12 +34,10 @@ from worker.amqp.topology import (
 from worker.errors import describe
 from worker.retry import RetryPolicy
 from worker.roles.base import Role, Session
+from worker.roles.inbox import Inbox, Window
 
 log = structlog.get_logger(__name__)
 
-# A first guess of message size, until some have been seen.
-INITIAL_SIZE_GUESS = 16 * 1024
-SIZES_REMEMBERED = 512
 RETURNED_REMEMBERED = 100_000
 
 
@@ -68,15 +66,6 @@ def _fresh_headers(delivery: Delivery) -> dict[str, object]:
     return {k: v for k, v in delivery.headers.items() if k != BROKER_DELIVERY_COUNT_HEADER}
 
 
-@dataclass
-class _Held:
-    inbox: deque[Delivery] = field(default_factory=deque)
-    inbox_bytes: int = 0
-    in_hand: list[Delivery] = field(default_factory=list)
-    in_hand_bytes: int = 0
-    handing_back: dict[int, Delivery] = field(default_factory=dict)
-
-
 class QueueRole(Role):
     """A role consuming one queue. Subclasses implement `consume_loop`."""
 
@@ -85,10 +74,9 @@ class QueueRole(Role):
         self.queue = queue
         self.options = options
         self.stats = ConsumerStats()
-        self._held = _Held()
+        self.inbox = Inbox()
         self._arrived = asyncio.Event()
-        self._sizes: deque[int] = deque(maxlen=SIZES_REMEMBERED)
-        self._window = self._window_for(INITIAL_SIZE_GUESS)
+        self._window = Window(options.window_max, options.window_bytes)
         self._returned: OrderedDict[str, None] = OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
         self._channel: ConsumerChannel | None = None
@@ -99,10 +87,6 @@ class QueueRole(Role):
     def consumes(self) -> str:
         return self.queue.main
 
-    @property
-    def held_bytes(self) -> int:
-        return self._held.inbox_bytes + self._held.in_hand_bytes
-
     async def consume_loop(self, session: Session, stopping: asyncio.Event) -> None:
         raise NotImplementedError
 
@@ -110,9 +94,9 @@ class QueueRole(Role):
 
     async def run(self, session: Session, stopping: asyncio.Event) -> None:
         channel = await session.open_channel()
-        self._channel, self._session, self._held = channel, session, _Held()
+        self._channel, self._session, self.inbox = channel, session, Inbox()
         try:
-            await channel.set_window(self._window)
+            await channel.set_window(self._window.current)
             await self.resume_consuming()
             await self.consume_loop(session, stopping)
             if stopping.is_set() and not session.lost.is_set():
@@ -162,8 +146,7 @@ class QueueRole(Role):
     def _remember_returned(self) -> None:
         """The session was lost while this process lives: every delivery it held goes back
         to the queue through no fault of its own, and is refreshed when it comes again."""
-        held = [*self._held.inbox, *self._held.in_hand, *self._held.handing_back.values()]
-        for delivery in held:
+        for delivery in self.inbox.everything():
             if delivery.message_id is not None:
                 self._returned[delivery.message_id] = None
         while len(self._returned) > RETURNED_REMEMBERED:
@@ -172,55 +155,37 @@ class QueueRole(Role):
     # -- the inbox ----------------------------------------------------------------------
 
     def _on_delivery(self, delivery: Delivery) -> None:
-        held = self._held
         if (
             delivery.redelivered
             and delivery.message_id is not None
             and delivery.broker_deliveries >= self.options.refresh_after_deliveries
-            and self._returned.pop(delivery.message_id, 0) is None
+            and delivery.message_id in self._returned
         ):
+            del self._returned[delivery.message_id]
             self._hand_back_soon([delivery], "returned")
             return
-        if (held.inbox or held.in_hand) and self.held_bytes + delivery.size > self.options.window_bytes:
+        if self.inbox.holds_any and self.inbox.held_bytes + delivery.size > self.options.window_bytes:
             self._hand_back_soon([delivery], "over_budget")
             return
-        held.inbox.append(delivery)
-        held.inbox_bytes += delivery.size
-        self._sizes.append(delivery.size)
+        self.inbox.add(delivery)
+        self._window.seen(delivery.size)
         self._arrived.set()
 
     def take(self, max_count: int, max_bytes: int) -> list[Delivery]:
-        """From the head of the inbox: at most `max_count` deliveries and `max_bytes` (at least one)."""
-        held = self._held
-        taken: list[Delivery] = []
-        size = 0
-        while held.inbox and len(taken) < max_count:
-            delivery = held.inbox[0]
-            if taken and size + delivery.size > max_bytes:
-                break
-            taken.append(held.inbox.popleft())
-            size += delivery.size
-        held.inbox_bytes -= size
-        held.in_hand.extend(taken)
-        held.in_hand_bytes += size
-        if not held.inbox:
+        taken = self.inbox.take(max_count, max_bytes)
+        if not self.inbox.waiting:
             self._arrived.clear()
         return taken
 
     def take_inbox(self) -> list[Delivery]:
-        return self.take(len(self._held.inbox), self.options.window_bytes * 4)
-
-    def released(self, deliveries: Sequence[Delivery]) -> None:
-        """These are settled: they no longer count against the budget."""
-        tags = {d.delivery_tag for d in deliveries}
-        held = self._held
-        held.in_hand = [d for d in held.in_hand if d.delivery_tag not in tags]
-        held.in_hand_bytes = sum(d.size for d in held.in_hand)
+        taken = self.inbox.take_all()
+        self._arrived.clear()
+        return taken
 
     async def wait_for_delivery(self, session: Session, stopping: asyncio.Event) -> bool:
         """Until something is in the inbox (True), or the role must end (False)."""
         assert self._channel is not None
-        while not self._held.inbox:
+        while not self.inbox.waiting:
             if self.interrupted(session, stopping):
                 return False
             waiters = [
@@ -237,14 +202,10 @@ class QueueRole(Role):
                     future.cancel()
         return not self.interrupted(session, stopping)
 
-    def _window_for(self, largest: int) -> int:
-        return max(1, min(self.options.window_max, self.options.window_bytes // max(largest, 512)))
-
     async def adapt_window(self) -> None:
         """Size the prefetch window from the largest recent message."""
-        window = self._window_for(max(self._sizes, default=INITIAL_SIZE_GUESS))
-        if self._channel is not None and (window < self._window or window > self._window * 1.25):
-            self._window = window
+        window = self._window.next()
+        if window is not None and self._channel is not None:
             await self._channel.set_window(window)
 
     # -- settling ------------------------------------------------------------------------
@@ -254,12 +215,12 @@ class QueueRole(Role):
         older is still being handed back (a multiple ack would cover it too early)."""
         assert self._channel is not None
         last = deliveries[-1].delivery_tag
-        if len(deliveries) > 1 and not any(tag < last for tag in self._held.handing_back):
+        if len(deliveries) > 1 and not self.inbox.handed_back_before(last):
             await self._channel.ack(last, multiple=True)
         else:
             for delivery in deliveries:
                 await self._channel.ack(delivery.delivery_tag)
-        self.released(deliveries)
+        self.inbox.released(deliveries)
         self.stats.consumed += len(deliveries)
         metrics.MESSAGES_CONSUMED.labels(self.queue.main).inc(len(deliveries))
         metrics.HEARTBEAT.set(time.time())
@@ -307,9 +268,9 @@ class QueueRole(Role):
         """Republish to the queue (confirmed), then ack: the copies start with a fresh count."""
         if not deliveries or self._session is None:
             return
-        held = self._held
+        handing_back = self.inbox.handing_back
         for delivery in deliveries:
-            held.handing_back[delivery.delivery_tag] = delivery
+            handing_back[delivery.delivery_tag] = delivery
         try:
             copies = [
                 Outgoing(routing_key=self.queue.main, body=d.body, headers=_fresh_headers(d), message_id=d.message_id)
@@ -324,14 +285,14 @@ class QueueRole(Role):
             return
         finally:
             for delivery in deliveries:
-                held.handing_back.pop(delivery.delivery_tag, None)
-            self.released(deliveries)
+                handing_back.pop(delivery.delivery_tag, None)
+            self.inbox.released(deliveries)
         self.stats.handed_back += len(deliveries)
         metrics.HANDED_BACK.labels(self.queue.main, reason).inc(len(deliveries))
 
     def _hand_back_soon(self, deliveries: list[Delivery], reason: str) -> None:
         for delivery in deliveries:
-            self._held.handing_back[delivery.delivery_tag] = delivery
+            self.inbox.handing_back[delivery.delivery_tag] = delivery
         task = asyncio.create_task(self.hand_back(deliveries, reason))
         self._background.add(task)
         task.add_done_callback(self._background.discard)

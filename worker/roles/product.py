@@ -82,7 +82,7 @@ class ProductRole(QueueRole):
         await self.handler.close()
 
     def _idle_if_done(self, running: set[asyncio.Task[None]]) -> None:
-        if not running and not self._held.inbox:
+        if not running and not self.inbox.waiting:
             self.state.idle()
 
     async def _one(self, delivery: Delivery, session: Session, stopping: asyncio.Event) -> None:

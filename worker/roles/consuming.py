@@ -104,7 +104,7 @@ class QueueRole(Role):
         finally:
             self.consuming = False
             metrics.CONSUMERS_ACTIVE.labels(self.queue.main).set(0)
-            if not stopping.is_set():
+            if session.lost.is_set():  # (the supervisor sets `stopping` for a lost session too)
                 self._remember_returned()
             for task in list(self._background):
                 task.cancel()

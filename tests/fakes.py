@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from worker.amqp import ConsumerChannel, Delivery, Outgoing, Publisher, Topology
+from worker.amqp import ConsumerChannel, Delivery, Outgoing, Publisher, PublishRefusedError, Topology
 from worker.amqp.consumer import OnDelivery
 from worker.amqp.topology import retry_tiers
 from worker.roles.base import Session
@@ -19,10 +19,13 @@ from worker.roles.base import Session
 class FakePublisher:
     published: list[Outgoing] = field(default_factory=list)
     fail_with: BaseException | None = None
+    refuse_bodies: set[bytes] = field(default_factory=set)  # the broker nacks these
 
     async def publish(self, messages: Sequence[Outgoing]) -> None:
         if self.fail_with is not None:
             raise self.fail_with
+        if any(message.body in self.refuse_bodies for message in messages):
+            raise PublishRefusedError("refused")
         self.published.extend(messages)
 
     def to(self, routing_key: str) -> list[Outgoing]:
@@ -34,6 +37,7 @@ class FakeConsumerChannel:
     """Deliveries go in with `deliver`; acks, windows and cancels are recorded."""
 
     acks: list[tuple[int, bool]] = field(default_factory=list)
+    requeued: list[int] = field(default_factory=list)
     windows: list[int] = field(default_factory=list)
     consuming: bool = False
     cancels: int = 0
@@ -60,6 +64,9 @@ class FakeConsumerChannel:
     async def ack(self, delivery_tag: int, *, multiple: bool = False) -> None:
         self.acks.append((delivery_tag, multiple))
 
+    async def requeue(self, delivery_tag: int) -> None:
+        self.requeued.append(delivery_tag)
+
     async def close(self) -> None:
         self.closed = True
 
@@ -72,10 +79,11 @@ class FakeConsumerChannel:
         return delivery
 
     def acked(self) -> set[int]:
-        """Every tag settled, `multiple` acks expanded."""
+        """Every tag acked, `multiple` acks expanded over the tags still unsettled then
+        (as the broker does: a requeued delivery is no longer on the channel)."""
         tags: set[int] = set()
         for tag, multiple in self.acks:
-            tags |= set(range(1, tag + 1)) if multiple else {tag}
+            tags |= set(range(1, tag + 1)) - set(self.requeued) if multiple else {tag}
         return tags
 
 

@@ -86,7 +86,10 @@ async def test_a_rolling_upgrade_loses_and_duplicates_nothing(services: Services
             for role in OLD_ROLES:  # and the old one leaves, gracefully
                 workers.stop(f"old {role}")
             during = await publishing
-            assert await apply_migrations(url, REPO / "migrations") == ["post/0006_contract_after_0003_0004.sql"]
+            assert await apply_migrations(url, REPO / "migrations") == [
+                "post/0006_validate_product_status.sql",
+                "post/0007_request_ids_per_project_only.sql",
+            ]
             after = await publish_many(services.amqp_url, prefix, key, 1000, "after")
             books = await settle(pool, during + after, timeout=240)
             logs = workers.logs()

@@ -241,6 +241,33 @@ async def test_over_the_byte_budget_a_delivery_is_handed_back_and_no_multiple_ac
     await stop(stopping, task)
 
 
+async def test_a_refused_hand_back_gives_the_delivery_back_and_no_ack_covers_it() -> None:
+    """Found in review: a refused hand-back forgot the delivery, and the next batch's
+    `multiple` ack acked it with no copy anywhere (lost)."""
+    release = asyncio.Event()
+
+    class Slow(Consumer):
+        async def handle(self, batch: Sequence[Delivery]) -> list[Disposition]:
+            await release.wait()
+            return [DONE] * len(batch)
+
+    consumer = Slow(lambda b: [], options(window_bytes=1000, batch_size=10))
+    _, channel, publisher, stopping, task = await started(consumer)
+    publisher.refuse_bodies.add(b"z" * 700)
+    channel.deliver(b"x" * 400)  # held by the slow handler
+    await asyncio.sleep(0.01)
+    channel.deliver(b"z" * 700)  # over the budget; its hand-back is refused
+    await until(lambda: channel.requeued == [2])
+    release.set()
+    channel.deliver(b"a")
+    channel.deliver(b"b")
+    await until(lambda: {1, 3, 4} <= channel.acked())
+    assert 2 not in channel.acked()  # back on the queue by the nack, never acked
+    assert publisher.published == []
+    assert consumer.inbox.held_bytes == 0
+    await stop(stopping, task)
+
+
 async def test_the_window_shrinks_for_large_messages() -> None:
     consumer = Consumer(lambda batch: [DONE] * len(batch), options(window_bytes=100_000, window_max=1000))
     _, channel, _, stopping, task = await started(consumer)

@@ -11,7 +11,7 @@ from tests.fakes import fake_session
 from tests.support import end_job
 from worker.roles.maintenance import MaintenanceRole
 from worker.store.jobs import NewJob, create_jobs
-from worker.store.retention import hash_expired_identities, identity_in_job
+from worker.store.retention import hash_expired_identities, identity_hash, identity_in_job, redact, shown_hash
 
 KEY = b"test-key"
 
@@ -120,3 +120,16 @@ async def test_maintenance_round_hashes(
     values = await pool.fetch("SELECT value FROM job_identities WHERE job_id = $1", job_id)
     assert [row["value"] for row in values] == [None, None]
     assert maintenance.hashed_jobs >= 1
+
+
+def test_redaction_is_one_pass_and_leaves_earlier_hashes_whole() -> None:
+    """Found in review: replacing value after value re-scanned the hashes already written;
+    user ids 0..9 grew a description to 68 million characters."""
+    values = {str(i): shown_hash(identity_hash(KEY, "userId", str(i))) for i in range(10)}
+    text = "users " + ", ".join(values) + " and user 10"
+    redacted = redact(text, values)
+    assert redacted.count("hmac:") == 10 + 2  # "10" is "1" then "0": each digit is a value
+    assert len(redacted) < 1000
+    again = redact(redacted, values)  # a later step sees the hashes: left as they are
+    assert again == redacted
+    assert redact("ab", {"a": "hmac:" + "0" * 64, "ab": "hmac:" + "1" * 64}) == "hmac:" + "1" * 64

@@ -67,6 +67,8 @@ class ConsumerChannel(Protocol):
 
     async def ack(self, delivery_tag: int, *, multiple: bool = False) -> None: ...
 
+    async def requeue(self, delivery_tag: int) -> None: ...
+
     async def close(self) -> None: ...
 
 
@@ -84,23 +86,30 @@ def _delivery(message: aiormq.abc.DeliveredMessage) -> Delivery:
 
 
 class AmqpConsumerChannel:
-    """A channel of its own for one consumer. `lost` is set when the channel closes."""
+    """A channel of its own for one consumer. `lost` (the session's) is set when the channel
+    closes by anything but its own `close()`: the broker or the connection closed it."""
 
     def __init__(self, underlay: aiormq.Channel, lost: asyncio.Event) -> None:
         self._underlay = underlay
         self._lost = lost
         self._tag: str | None = None
         self._queue = ""
+        self._closing = False
         self._cancelled_by_broker = asyncio.Event()
         underlay.on_consumer_cancel_callbacks.add(self._on_broker_cancel)
 
     @classmethod
     async def open(cls, connection: AbstractConnection, lost: asyncio.Event) -> AmqpConsumerChannel:
         channel = await connection.channel()
-        channel.close_callbacks.add(lambda *_: lost.set())
         underlay = await channel.get_underlay_channel()
         assert isinstance(underlay, aiormq.Channel)
-        return cls(underlay, lost)
+        consumer = cls(underlay, lost)
+        channel.close_callbacks.add(consumer._on_closed)
+        return consumer
+
+    def _on_closed(self, *_args: object) -> None:
+        if not self._closing:
+            self._lost.set()
 
     @property
     def cancelled_by_broker(self) -> asyncio.Event:
@@ -136,6 +145,12 @@ class AmqpConsumerChannel:
     async def ack(self, delivery_tag: int, *, multiple: bool = False) -> None:
         await self._underlay.basic_ack(delivery_tag, multiple=multiple)
 
+    async def requeue(self, delivery_tag: int) -> None:
+        """Give one delivery back to its queue (counted by RabbitMQ 3.x quorum queues:
+        for the rare case where handing it back failed)."""
+        await self._underlay.basic_nack(delivery_tag, multiple=False, requeue=True)
+
     async def close(self) -> None:
+        self._closing = True
         if not self._underlay.is_closed:
             await self._underlay.close()

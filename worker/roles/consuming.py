@@ -17,8 +17,9 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -165,6 +166,9 @@ class QueueRole(Role):
             self._hand_back_soon([delivery], "returned")
             return
         if self.inbox.holds_any and self.inbox.held_bytes + delivery.size > self.options.window_bytes:
+            # Large messages after small ones: shrink the window now, not after the batch.
+            self._window.seen(delivery.size)
+            self._background_task(self.adapt_window())
             self._hand_back_soon([delivery], "over_budget")
             return
         self.inbox.add(delivery)
@@ -268,9 +272,7 @@ class QueueRole(Role):
         """Republish to the queue (confirmed), then ack: the copies start with a fresh count."""
         if not deliveries or self._session is None:
             return
-        handing_back = self.inbox.handing_back
-        for delivery in deliveries:
-            handing_back[delivery.delivery_tag] = delivery
+        self.inbox.handing_back_started(deliveries)
         try:
             copies = [
                 Outgoing(routing_key=self.queue.main, body=d.body, headers=_fresh_headers(d), message_id=d.message_id)
@@ -280,22 +282,42 @@ class QueueRole(Role):
             assert self._channel is not None
             for delivery in deliveries:
                 await self._channel.ack(delivery.delivery_tag)
-        except Exception as error:  # noqa: BLE001 - unacked, they return to the queue with the channel
+        except Exception as error:  # noqa: BLE001 - the copies were refused: give the originals back instead
             log.warning("hand_back_failed", queue=self.queue.main, count=len(deliveries), error=describe(error))
+            await self.requeue(deliveries)
             return
-        finally:
-            for delivery in deliveries:
-                handing_back.pop(delivery.delivery_tag, None)
-            self.inbox.released(deliveries)
+        self.inbox.handing_back_ended(deliveries)
         self.stats.handed_back += len(deliveries)
         metrics.HANDED_BACK.labels(self.queue.main, reason).inc(len(deliveries))
 
+    async def requeue(self, deliveries: Sequence[Delivery]) -> None:
+        """Give deliveries back with a nack (counted by RabbitMQ 3.x): only when handing
+        them back failed. If even that fails the channel is gone, and so is the session;
+        until then they stay marked, so that no `multiple` ack covers them."""
+        try:
+            assert self._channel is not None
+            for delivery in deliveries:
+                await self._channel.requeue(delivery.delivery_tag)
+        except Exception as error:  # noqa: BLE001 - the channel is gone: the broker has them back
+            log.warning("requeue_failed", queue=self.queue.main, error=describe(error))
+            if self._session is not None:
+                self._session.lost.set()
+            return
+        self.inbox.handing_back_ended(deliveries)
+
     def _hand_back_soon(self, deliveries: list[Delivery], reason: str) -> None:
-        for delivery in deliveries:
-            self.inbox.handing_back[delivery.delivery_tag] = delivery
-        task = asyncio.create_task(self.hand_back(deliveries, reason))
+        self.inbox.handing_back_started(deliveries)
+        self._background_task(self.hand_back(deliveries, reason))
+
+    def _background_task(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.warning("background_step_failed", queue=self.queue.main, error=describe(error))
 
     def summary(self) -> dict[str, int]:
         return {

@@ -26,10 +26,11 @@ class Inbox:
         self.in_hand: list[Delivery] = []
         self.in_hand_bytes = 0
         self.handing_back: dict[int, Delivery] = {}
+        self.handing_back_bytes = 0
 
     @property
     def held_bytes(self) -> int:
-        return self.waiting_bytes + self.in_hand_bytes
+        return self.waiting_bytes + self.in_hand_bytes + self.handing_back_bytes
 
     @property
     def holds_any(self) -> bool:
@@ -65,6 +66,19 @@ class Inbox:
         tags = {d.delivery_tag for d in deliveries}
         self.in_hand = [d for d in self.in_hand if d.delivery_tag not in tags]
         self.in_hand_bytes = sum(d.size for d in self.in_hand)
+
+    def handing_back_started(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            if delivery.delivery_tag not in self.handing_back:
+                self.handing_back[delivery.delivery_tag] = delivery
+                self.handing_back_bytes += delivery.size
+
+    def handing_back_ended(self, deliveries: Sequence[Delivery]) -> None:
+        """These are back on the queue (handed back, or requeued): released entirely."""
+        for delivery in deliveries:
+            if self.handing_back.pop(delivery.delivery_tag, None) is not None:
+                self.handing_back_bytes -= delivery.size
+        self.released(deliveries)
 
     def everything(self) -> list[Delivery]:
         """Every delivery held, in any state (what a lost session returns to the queue)."""

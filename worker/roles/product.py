@@ -97,7 +97,10 @@ class ProductRole(QueueRole):
             if is_broker_failure(error):
                 session.lost.set()  # the channel is gone: every delivery returns to the queue
                 return
+            # Its acknowledgement or retry copy was refused (or worse): the task goes back to
+            # the queue rather than sit unacked until the broker's consumer timeout.
             log.exception("task_settle_failed", product=self.product, error=describe(error))
+            await self.requeue([delivery])
 
     async def _outcome(self, delivery: Delivery, stopping: asyncio.Event) -> Outgoing | None:
         task = parse_body(ProductTask, delivery.body)

@@ -74,7 +74,7 @@ SELECT id, project_id, request_id FROM created
 """
 
 # The uniqueness of request ids across all projects, which the previous release relied
-# on; dropped by migrations/post/0006 once it no longer runs.
+# on; dropped by migrations/post/0007 once it no longer runs.
 GLOBAL_REQUEST_ID_CONSTRAINT = "jobs_request_id_key"
 
 

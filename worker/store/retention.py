@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections import defaultdict
 from datetime import timedelta
 
@@ -36,13 +37,21 @@ def shown_hash(digest: bytes) -> str:
     return HASHED_PREFIX + digest.hex()
 
 
+SHOWN_HASH = re.compile(HASHED_PREFIX + "[0-9a-f]{64}")
+
+
 def redact(text: str, values: dict[str, str]) -> str:
-    """`text` with each of `values` (value → its shown hash) replaced; longest first, so
-    that a value contained in another is not half-replaced."""
-    for value in sorted(values, key=len, reverse=True):
-        if value in text:
-            text = text.replace(value, values[value])
-    return text
+    """`text` with each occurrence of each of `values` (value → its shown hash) replaced,
+    in one pass: longest values first (a value inside another is not half-replaced), and
+    a hash written by an earlier step is left whole (a short value such as `7` occurs in
+    hex; replacing inside hashes again and again grew a text to millions of characters)."""
+    present = sorted((value for value in values if value in text), key=len, reverse=True)
+    if not present:
+        return text
+    pattern = re.compile("|".join([SHOWN_HASH.pattern, *(re.escape(value) for value in present)]))
+    return pattern.sub(
+        lambda m: values.get(m.group(0), m.group(0)) if not SHOWN_HASH.fullmatch(m.group(0)) else m.group(0), text
+    )
 
 
 CHOOSE_DUE_JOBS = """

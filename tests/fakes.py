@@ -20,13 +20,24 @@ class FakePublisher:
     published: list[Outgoing] = field(default_factory=list)
     fail_with: BaseException | None = None
     refuse_bodies: set[bytes] = field(default_factory=set)  # the broker nacks these
+    refuse_containing: set[bytes] = field(default_factory=set)  # and those with these bytes in
+
+    def _refused(self, message: Outgoing) -> bool:
+        return message.body in self.refuse_bodies or any(part in message.body for part in self.refuse_containing)
 
     async def publish(self, messages: Sequence[Outgoing]) -> None:
+        failure = next((outcome for outcome in await self.publish_each(messages) if outcome is not None), None)
+        if failure is not None:
+            raise failure
+
+    async def publish_each(self, messages: Sequence[Outgoing]) -> list[BaseException | None]:
         if self.fail_with is not None:
             raise self.fail_with
-        if any(message.body in self.refuse_bodies for message in messages):
-            raise PublishRefusedError("refused")
-        self.published.extend(messages)
+        outcomes: list[BaseException | None] = [
+            PublishRefusedError("refused") if self._refused(message) else None for message in messages
+        ]
+        self.published.extend(m for m, outcome in zip(messages, outcomes, strict=True) if outcome is None)
+        return outcomes
 
     def to(self, routing_key: str) -> list[Outgoing]:
         return [m for m in self.published if m.routing_key == routing_key]

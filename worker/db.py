@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import asyncpg
 
+from worker.errors import FailureClass, classify
 from worker.settings import Settings
+
+T = TypeVar("T")
+CONTENTION_ATTEMPTS = 4
+
+
+async def retry_contention(work: Callable[[], Awaitable[T]], attempts: int = CONTENTION_ATTEMPTS) -> T:
+    """Run a transaction again when it lost to another (deadlock, serialization failure):
+    for calls that answer a person (a cancel over the API) rather than a consumer's batch,
+    which has its own rule for it."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await work()
+        except Exception as error:
+            if classify(error) is not FailureClass.CONTENTION or attempt == attempts:
+                raise
+            await asyncio.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")
+
 
 # Connection-level trouble (server restarting, network) and contention are transient: the
 # same statement is expected to succeed later. Anything else is a property of the data.

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from worker.db import retry_contention
 from worker.errors import RefusedError
 from worker.store.acks import ChunkResult, apply_acks
 from worker.store.jobs import NewJob, cancel_job, create_jobs
@@ -123,3 +124,53 @@ async def test_cancels_racing_acknowledgements_never_deadlock(pool: asyncpg.Pool
         job_ids,
     )
     assert mixed == 0
+
+
+async def test_cancels_racing_out_of_order_acknowledgements_always_end(
+    pool: asyncpg.Pool, make_project: MakeProject
+) -> None:
+    """Multi-chunk jobs acknowledged highest chunk first while they are cancelled. A
+    deadlock may happen (found in review); it must never reach the caller: a cancel is
+    retried, a batch is retried in place (as the consumer does), every job ends once."""
+    project_id, _ = await make_project()
+    chunks = 6
+    async with pool.acquire() as connection:
+        created = await create_jobs(
+            connection,
+            [
+                NewJob(f"multi-{project_id}-{i}", project_id, [("userId", f"u{i}-{c}") for c in range(chunks)])
+                for i in range(60)
+            ],
+            ["p1"],
+            None,
+        )
+        job_ids = sorted(created.values())
+        await connection.execute("UPDATE product_status SET chunks_total = $2 WHERE job_id = ANY($1)", job_ids, chunks)
+        tasks = {(job_id, c): uuid.uuid4() for job_id in job_ids for c in range(chunks)}
+        await connection.copy_records_to_table(
+            "task_chunks",
+            records=[(job_id, "p1", c, task, c, c + 1) for (job_id, c), task in tasks.items()],
+            columns=["job_id", "product", "chunk_no", "task_id", "seq_from", "seq_to"],
+        )
+        await connection.execute("UPDATE jobs SET status = 'running' WHERE id = ANY($1)", job_ids)
+
+    async def acknowledge(ids: list[int]) -> None:
+        # Highest chunk first: the order handlers may well finish in.
+        batch = [ChunkResult(tasks[(j, c)], j, "p1", "success", None) for j in ids for c in reversed(range(chunks))]
+        async with pool.acquire() as connection:
+            await retry_contention(lambda: apply_acks(connection, batch))
+
+    async def cancel(ids: list[int]) -> None:
+        for job_id in ids:
+            async with pool.acquire() as connection:
+                with contextlib.suppress(RefusedError):  # ended first: fine
+                    await cancel_job(connection, job_id, project_id)
+
+    halves = [job_ids[i::2] for i in range(2)]
+    await asyncio.gather(
+        *(acknowledge(job_ids[i : i + 10]) for i in range(0, 60, 10)), cancel(halves[0]), cancel(halves[1])
+    )
+    ended = await pool.fetchval(
+        "SELECT count(*) FROM jobs WHERE id = ANY($1) AND status IN ('completed', 'cancelled')", job_ids
+    )
+    assert ended == 60

@@ -91,8 +91,15 @@ class Publisher:
     async def publish(self, messages: Sequence[Outgoing]) -> None:
         """Publish all and wait until the broker confirmed every one; raises if any was refused
         (nacked, or returned as unroutable)."""
+        failure = next((outcome for outcome in await self.publish_each(messages) if outcome is not None), None)
+        if failure is not None:
+            raise failure
+
+    async def publish_each(self, messages: Sequence[Outgoing]) -> list[BaseException | None]:
+        """Publish all; returns, in order, None for each message the broker confirmed and
+        the error for each it refused. Raises only when the channel itself failed."""
         if not messages:
-            return
+            return []
         publishes = [
             batch_publish.Publish(item.exchange, item.routing_key, _properties(item), item.body) for item in messages
         ]
@@ -100,19 +107,19 @@ class Publisher:
             results = await batch_publish.publish_batch(self._underlay, publishes)
         else:
             results = await asyncio.gather(*map(self._publish_one, publishes), return_exceptions=True)
-        failure: BaseException | None = None
+        outcomes: list[BaseException | None] = []
         published: Counter[str] = Counter()
         for item, result in zip(messages, results, strict=True):
             if _is_nack(result):
-                failure = failure or PublishRefusedError(f"broker refused a message for {item.routing_key}")
+                outcomes.append(PublishRefusedError(f"broker refused a message for {item.routing_key}"))
             elif isinstance(result, BaseException):
-                failure = failure or result
+                outcomes.append(result)
             else:
+                outcomes.append(None)
                 published[item.queue_label or item.routing_key] += 1
         for queue, count in published.items():
             metrics.MESSAGES_PUBLISHED.labels(queue).inc(count)
-        if failure is not None:
-            raise failure
+        return outcomes
 
     async def _publish_one(self, publish: batch_publish.Publish) -> batch_publish.Confirmation:
         confirmation = await self._underlay.basic_publish(

@@ -39,7 +39,7 @@ from worker.roles.inbox import Inbox, Window
 
 log = structlog.get_logger(__name__)
 
-RETURNED_REMEMBERED = 100_000
+UNSETTLED_REMEMBERED = 100_000
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,10 @@ class QueueRole(Role):
         self.inbox = Inbox()
         self._arrived = asyncio.Event()
         self._window = Window(options.window_max, options.window_bytes)
-        self._returned: OrderedDict[str, None] = OrderedDict()
+        # Ids of deliveries this process received and has not settled. One of them coming
+        # back redelivered was returned by a lost session (or a nack) while this process
+        # lived: not a message that crashes workers, and its count is reset on arrival.
+        self._unsettled: OrderedDict[str, None] = OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
         self._channel: ConsumerChannel | None = None
         self._session: Session | None = None
@@ -105,8 +108,6 @@ class QueueRole(Role):
         finally:
             self.consuming = False
             metrics.CONSUMERS_ACTIVE.labels(self.queue.main).set(0)
-            if session.lost.is_set():  # (the supervisor sets `stopping` for a lost session too)
-                self._remember_returned()
             for task in list(self._background):
                 task.cancel()
             self._channel = None
@@ -144,14 +145,17 @@ class QueueRole(Role):
         if self._background:
             await asyncio.wait(list(self._background), timeout=10)
 
-    def _remember_returned(self) -> None:
-        """The session was lost while this process lives: every delivery it held goes back
-        to the queue through no fault of its own, and is refreshed when it comes again."""
-        for delivery in self.inbox.everything():
+    def _received(self, delivery: Delivery) -> None:
+        if delivery.message_id is not None:
+            self._unsettled[delivery.message_id] = None
+            self._unsettled.move_to_end(delivery.message_id)
+            while len(self._unsettled) > UNSETTLED_REMEMBERED:
+                self._unsettled.popitem(last=False)
+
+    def _settled(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
             if delivery.message_id is not None:
-                self._returned[delivery.message_id] = None
-        while len(self._returned) > RETURNED_REMEMBERED:
-            self._returned.popitem(last=False)
+                self._unsettled.pop(delivery.message_id, None)
 
     # -- the inbox ----------------------------------------------------------------------
 
@@ -160,11 +164,11 @@ class QueueRole(Role):
             delivery.redelivered
             and delivery.message_id is not None
             and delivery.broker_deliveries >= self.options.refresh_after_deliveries
-            and delivery.message_id in self._returned
+            and delivery.message_id in self._unsettled
         ):
-            del self._returned[delivery.message_id]
             self._hand_back_soon([delivery], "returned")
             return
+        self._received(delivery)
         if self.inbox.holds_any and self.inbox.held_bytes + delivery.size > self.options.window_bytes:
             # Large messages after small ones: shrink the window now, not after the batch.
             self._window.seen(delivery.size)
@@ -225,6 +229,7 @@ class QueueRole(Role):
             for delivery in deliveries:
                 await self._channel.ack(delivery.delivery_tag)
         self.inbox.released(deliveries)
+        self._settled(deliveries)
         self.stats.consumed += len(deliveries)
         metrics.MESSAGES_CONSUMED.labels(self.queue.main).inc(len(deliveries))
         metrics.HEARTBEAT.set(time.time())
@@ -287,6 +292,7 @@ class QueueRole(Role):
             await self.requeue(deliveries)
             return
         self.inbox.handing_back_ended(deliveries)
+        self._settled(deliveries)
         self.stats.handed_back += len(deliveries)
         metrics.HANDED_BACK.labels(self.queue.main, reason).inc(len(deliveries))
 

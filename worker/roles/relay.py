@@ -18,6 +18,7 @@ import structlog
 
 from schemas.wire import task_items, task_message
 from worker.amqp import Outgoing, Publisher, Topology
+from worker.errors import describe
 from worker.store.outbox import OutboxPlan, plan_items, published
 
 log = structlog.get_logger(__name__)
@@ -33,39 +34,51 @@ class TaskRelay:
         self.published_tasks = 0
 
     async def publish(self, plans: Sequence[OutboxPlan], publisher: Publisher) -> int:
-        """Publish every plan; returns how many task messages the broker confirmed."""
-        pending: list[Outgoing] = []
-        plan_ids: list[uuid.UUID] = []
+        """Publish every plan; returns how many task messages the broker confirmed. A plan
+        whose messages were all confirmed leaves the outbox; one with a refused message
+        stays (its lease runs out and it is tried again), without holding the others back."""
+        window: list[tuple[uuid.UUID, list[Outgoing]]] = []
         in_flight = 0
         sent = 0
         for plan in plans:
             async with self.pool.acquire() as connection:
                 items = await plan_items(connection, plan)
-            plan_ids.append(plan.plan_id)
-            if not items:
-                continue  # its jobs were deleted since: nothing to send
+            if not items:  # its jobs were deleted since: nothing to send
+                window.append((plan.plan_id, []))
+                continue
             encoded = task_items(items)
-            for product, task_id in plan.task_ids.items():
-                pending.append(
-                    Outgoing(
-                        exchange=self.topology.products_exchange,
-                        routing_key=product,
-                        body=task_message(str(task_id), product, encoded),
-                        message_id=str(task_id),
-                        queue_label=self.topology.product(product).main,
-                    )
+            messages = [
+                Outgoing(
+                    exchange=self.topology.products_exchange,
+                    routing_key=product,
+                    body=task_message(str(task_id), product, encoded),
+                    message_id=str(task_id),
+                    queue_label=self.topology.product(product).main,
                 )
-            in_flight += len(encoded) * len(plan.task_ids)
+                for product, task_id in plan.task_ids.items()
+            ]
+            window.append((plan.plan_id, messages))
+            in_flight += len(encoded) * len(messages)
             if in_flight >= self.window_bytes:
-                sent += await self._flush(pending, plan_ids, publisher)
-                pending, plan_ids, in_flight = [], [], 0
-        sent += await self._flush(pending, plan_ids, publisher)
+                sent += await self._flush(window, publisher)
+                window, in_flight = [], 0
+        sent += await self._flush(window, publisher)
         self.published_tasks += sent
         return sent
 
-    async def _flush(self, messages: list[Outgoing], plan_ids: list[uuid.UUID], publisher: Publisher) -> int:
-        await publisher.publish(messages)
-        if plan_ids:
+    async def _flush(self, window: list[tuple[uuid.UUID, list[Outgoing]]], publisher: Publisher) -> int:
+        messages = [message for _, plan_messages in window for message in plan_messages]
+        outcomes = await publisher.publish_each(messages)
+        done: list[uuid.UUID] = []
+        start = 0
+        for plan_id, plan_messages in window:
+            failures = [outcome for outcome in outcomes[start : start + len(plan_messages)] if outcome is not None]
+            start += len(plan_messages)
+            if failures:
+                log.warning("outbox_plan_refused", plan_id=str(plan_id), error=describe(failures[0]))
+            else:
+                done.append(plan_id)
+        if done:
             async with self.pool.acquire() as connection:
-                await published(connection, plan_ids)
+                await published(connection, done)
         return len(messages)

@@ -193,7 +193,7 @@ async def record_dispatch(connection: asyncpg.Connection, round_: DispatchRound,
     if round_.plans:
         await connection.executemany(
             "INSERT INTO task_outbox (plan_id, task_ids, products, claimed_until)"
-            " VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
+            " VALUES ($1, $2, $3, clock_timestamp() + make_interval(secs => $4))",
             [(plan.plan_id, list(plan.task_ids.values()), list(plan.task_ids), lease_seconds) for plan in round_.plans],
         )
     if round_.skipped:

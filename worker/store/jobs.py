@@ -15,6 +15,7 @@ import asyncpg
 
 from schemas.status import ACTIVE_JOB_STATUSES, JobStatus
 from schemas.wire import ITEM_FRAMING_BYTES, identity_bytes_bound
+from worker.db import retry_contention
 from worker.errors import NotFoundError, RefusedError, TransientError
 from worker.gc_pause import gc_paused
 
@@ -188,6 +189,10 @@ async def cancel_job(connection: asyncpg.Connection, job_id: int, project_id: in
     JobNotFoundError or CancelRefusedError. Rows are locked in the order acknowledgements
     lock them (after the job: task_chunks, then product_status), so the two never deadlock.
     """
+    await retry_contention(lambda: _cancel(connection, job_id, project_id))
+
+
+async def _cancel(connection: asyncpg.Connection, job_id: int, project_id: int | None) -> None:
     async with connection.transaction():
         row = await connection.fetchrow("SELECT status, project_id FROM jobs WHERE id = $1 FOR UPDATE", job_id)
         if row is None or (project_id is not None and row["project_id"] != project_id):
@@ -195,12 +200,17 @@ async def cancel_job(connection: asyncpg.Connection, job_id: int, project_id: in
         if row["status"] not in ACTIVE_JOB_STATUSES:
             raise CancelRefusedError(job_id, row["status"])
         await connection.execute(
-            "UPDATE task_chunks SET status = 'cancelled', acked_at = now() WHERE job_id = $1 AND status = 'waiting'",
+            "WITH locked AS (SELECT product, chunk_no FROM task_chunks WHERE job_id = $1 AND status = 'waiting'"
+            " ORDER BY product, chunk_no FOR UPDATE)"
+            " UPDATE task_chunks c SET status = 'cancelled', acked_at = now() FROM locked l"
+            " WHERE c.job_id = $1 AND c.product = l.product AND c.chunk_no = l.chunk_no AND c.status = 'waiting'",
             job_id,
         )
         await connection.execute(
-            "UPDATE product_status SET status = 'cancelled', created_at = now()"
-            " WHERE job_id = $1 AND status IN ('waiting', 'running')",
+            "WITH locked AS (SELECT product FROM product_status WHERE job_id = $1"
+            " AND status IN ('waiting', 'running') ORDER BY product FOR UPDATE)"
+            " UPDATE product_status ps SET status = 'cancelled', created_at = now() FROM locked l"
+            " WHERE ps.job_id = $1 AND ps.product = l.product AND ps.status IN ('waiting', 'running')",
             job_id,
         )
         await connection.execute(

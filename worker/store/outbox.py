@@ -25,9 +25,10 @@ async def claim_expired(connection: asyncpg.Connection, limit: int, lease_second
     under a new lease. Rows another relay is taking right now are skipped."""
     rows = await connection.fetch(
         """
-        UPDATE task_outbox o SET claimed_until = now() + make_interval(secs => $2), attempts = o.attempts + 1
+        UPDATE task_outbox o
+        SET claimed_until = clock_timestamp() + make_interval(secs => $2), attempts = o.attempts + 1
         WHERE o.plan_id IN (
-            SELECT plan_id FROM task_outbox WHERE claimed_until < now()
+            SELECT plan_id FROM task_outbox WHERE claimed_until < clock_timestamp()
             ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED)
         RETURNING o.plan_id, o.task_ids, o.products
         """,

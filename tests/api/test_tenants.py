@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 import structlog
+from starlette.requests import Request
 
 from tests.api.conftest import Tenant
 from tests.support import WorkerHandle, job_ids_for, publish, request, wait_for_jobs
+from worker.api.routes_jobs import user_id_of
 from worker.settings import Settings
+from worker.store.jobs import NewJob, create_jobs
 
 KEY = {"Idempotency-Key": "same-key-everywhere"}
 MakeTenant = Callable[[str], Awaitable[Tenant]]
@@ -128,6 +132,20 @@ async def test_user_ids_with_a_slash_and_undecodable_ones(client: httpx.AsyncCli
     assert too_long.status_code == 400
 
 
+def test_the_user_id_is_found_wherever_the_api_is_mounted() -> None:
+    """Found in review: the id was cut from the raw path by position, so behind a proxy's
+    prefix `/x/public/P/users/alice` meant the user `users/alice`."""
+    for raw in (b"/public/P1/users/tenant%2F1", b"/under/a/proxy/public/P1/users/tenant%2F1?startAt=1"):
+        scope: dict[str, Any] = {
+            "type": "http",
+            "method": "DELETE",
+            "path": raw.decode(),
+            "raw_path": raw,
+            "headers": [],
+        }
+        assert user_id_of(Request(scope), "P1") == "tenant/1"
+
+
 async def test_a_request_id_used_by_two_projects_is_two_jobs(
     pool: asyncpg.Pool,
     make_settings: Callable[..., Settings],
@@ -166,3 +184,33 @@ async def test_a_request_id_used_by_two_projects_is_two_jobs(
     assert duplicate["count"] == 1
     assert duplicate["project_ids"] == [second_id]
     assert "dave" not in repr(duplicate)
+
+
+async def test_a_key_the_previous_release_stored_is_honoured_only_for_the_same_request(
+    client: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    """The previous release kept a key in the job's request id (api:<project>:<key>), for
+    both route families, with no fingerprint (found in review: it answered any request)."""
+    async with pool.acquire() as connection:
+        [legacy] = (
+            await create_jobs(
+                connection,
+                [
+                    NewJob(
+                        f"api:{tenant.project_id}:old-key",
+                        tenant.project_id,
+                        [("userId", "alice")],
+                        reference_id="alice",
+                    )
+                ],
+                [],
+                None,
+            )
+        ).values()
+    headers = {**tenant.bearer, "Idempotency-Key": "old-key"}
+    same = await client.delete(f"/public/{tenant.project_key}/users/alice", headers=headers)
+    assert same.json()["data"]["jobId"] == legacy
+    other = await client.delete(
+        f"/public/{tenant.project_key}/users/bob", headers={**tenant.bearer, "Idempotency-Key": "old-key"}
+    )
+    assert other.status_code == 422

@@ -133,3 +133,37 @@ def test_redaction_is_one_pass_and_leaves_earlier_hashes_whole() -> None:
     again = redact(redacted, values)  # a later step sees the hashes: left as they are
     assert again == redacted
     assert redact("ab", {"a": "hmac:" + "0" * 64, "ab": "hmac:" + "1" * 64}) == "hmac:" + "1" * 64
+
+
+async def test_error_texts_lose_identity_values_too(
+    pool: asyncpg.Pool, make_project: Callable[..., Awaitable[tuple[int, str]]]
+) -> None:
+    """Found in review: a product's error text (an external product's may quote what it
+    failed on) stayed in product_status, task_chunks and the job's errors."""
+    project_id, _ = await make_project()
+    value = "quoted.person@example.com"
+    async with pool.acquire() as connection:
+        [job_id] = (
+            await create_jobs(connection, [NewJob(f"err-{project_id}", project_id, [("email", value)])], ["crm"], None)
+        ).values()
+        error = f"crm: no account for {value}"
+        await connection.execute(
+            "UPDATE product_status SET status = 'failed', error = $2 WHERE job_id = $1", job_id, error
+        )
+        await connection.execute(
+            "INSERT INTO task_chunks (job_id, product, chunk_no, task_id, seq_from, seq_to, status, error)"
+            " VALUES ($1, 'crm', 0, gen_random_uuid(), 0, 1, 'failed', $2)",
+            job_id,
+            error,
+        )
+        await connection.execute("UPDATE jobs SET errors = $2 WHERE id = $1", job_id, [f"crm: {error}"])
+        await end_job(connection, job_id, "failed", ago=timedelta(days=8))
+        while (await hash_expired_identities(connection, KEY, timedelta(days=7)))[1]:
+            pass
+        texts = await connection.fetchval(
+            "SELECT (SELECT error FROM product_status WHERE job_id = $1)"
+            " || (SELECT error FROM task_chunks WHERE job_id = $1) || (SELECT errors::text FROM jobs WHERE id = $1)",
+            job_id,
+        )
+    assert value not in texts
+    assert texts.count("hmac:") == 3

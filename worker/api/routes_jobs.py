@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
@@ -57,13 +57,18 @@ def parse_start_at(text: str | None) -> datetime | None:
         raise ApiError(400, "startAt must be a time in epoch milliseconds") from None
 
 
-def user_id_of(request: Request, prefix: str) -> str:
+def user_id_of(request: Request, project_key: str) -> str:
     """The user id exactly as the client encoded it: from the raw path, so that `%2F` is a
     `/` inside the id (not a path separator) and bytes that are not UTF-8 are refused
-    instead of turning into U+FFFD (a job for another id)."""
+    instead of turning into U+FFFD (a job for another id). Found after the project's own
+    `/{projectKey}/users/`, wherever the API is mounted (a proxy's prefix included)."""
     raw: bytes = request.scope.get("raw_path") or request.url.path.encode()
-    segments = raw.split(b"?", 1)[0].split(b"/")
-    encoded = b"/".join(segments[len(prefix.split("/")) + 2 :])  # after /{prefix}/{projectKey}/users/
+    path = raw.split(b"?", 1)[0]
+    marker = f"/{quote(project_key, safe='')}/users/".encode()
+    at = path.find(marker)  # the first: the route matched there, and the id may hold the marker
+    if at < 0:
+        raise ApiError(400, "cannot find the user id in the path")
+    encoded = path[at + len(marker) :]
     try:
         user_id = unquote_to_bytes(encoded).decode("utf-8")
     except UnicodeDecodeError:
@@ -130,7 +135,7 @@ def jobs_router(prefix: str, owner_of: Callable[[Request], Awaitable[ApiKeyOwner
         """Creates a `delete_user_data` job for the user, committed before the answer. The
         user id may contain any character (percent-encoded; `%2F` for `/`)."""
         project_id = await project_id_of(state, projectKey, owner)
-        user_id = user_id_of(request, prefix)
+        user_id = user_id_of(request, projectKey)
         start_at = parse_start_at(startAt)
         job = NewJob(
             request_id=api_request_id(),

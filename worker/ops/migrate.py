@@ -54,7 +54,9 @@ def migration_files(directory: Path, post_deploy: bool = True) -> list[tuple[str
 
 
 def statements(sql: str) -> list[str]:
-    """The statements of a no-transaction file: each ends with `;` at the end of a line."""
+    """The statements of a no-transaction file: each ends with `;` at the end of a line.
+    Keep such files to plain statements: a line ending in `;` inside a string, a comment
+    or a `$$` body would be taken for the end of a statement."""
     return [part.strip() for part in re.split(r";\s*$", sql, flags=re.M) if part.strip() and not _only_comments(part)]
 
 

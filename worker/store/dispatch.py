@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import asyncpg
 
-from schemas.wire import ITEM_FRAMING_BYTES
+from schemas.wire import ENCODED_BYTES_PER_CHAR, ITEM_FRAMING_BYTES
 from worker.store.acks import finish_jobs
 
 
@@ -77,7 +77,7 @@ def plan_tasks(
     for job in jobs:
         per_identity = job.identity_max_bytes if job.identity_max_bytes is not None else max_bytes
         for chunk in split_into_chunks(job):
-            size = chunk.size * per_identity + ITEM_FRAMING_BYTES
+            size = chunk.size * per_identity + ITEM_FRAMING_BYTES + ENCODED_BYTES_PER_CHAR * len(job.dataset_id)
             full = (
                 current.identity_count + chunk.size > max_identities
                 or len(current.chunks) >= max_items

@@ -17,6 +17,33 @@ class IdempotencyKeyReusedError(ConflictError):
         )
 
 
+async def _legacy_job(connection: asyncpg.Connection, job: NewJob, key: str) -> int | None:
+    """The job the previous release made for this key (it kept the key in the request id,
+    shared by both route families, with no fingerprint): only if it is the same request."""
+    row = await connection.fetchrow(
+        "SELECT id, action, reference_id, start_at, identity_count, dataset_id, display_name, description"
+        " FROM jobs WHERE project_id = $1 AND request_id = $2",
+        job.project_id,
+        f"api:{job.project_id}:{key}",
+    )
+    if row is None:
+        return None
+    same = (row["action"], row["start_at"], row["identity_count"], row["dataset_id"]) == (
+        job.action,
+        job.start_at,
+        len(job.identities),
+        job.dataset_id,
+    ) and (
+        row["reference_id"] == job.reference_id
+        if job.action == "delete_user_data"
+        else (row["display_name"], row["description"]) == (job.display_name, job.description)
+    )
+    if not same:
+        raise IdempotencyKeyReusedError
+    legacy_id: int = row["id"]
+    return legacy_id
+
+
 async def create_once(
     connection: asyncpg.Connection,
     job: NewJob,
@@ -57,12 +84,7 @@ async def create_once(
                 raise IdempotencyKeyReusedError
             job_id: int = row["job_id"]
             return job_id
-        # A key the previous release used kept its job in the request id instead.
-        legacy = await connection.fetchval(
-            "SELECT id FROM jobs WHERE project_id = $1 AND request_id = $2",
-            job.project_id,
-            f"api:{job.project_id}:{key}",
-        )
+        legacy = await _legacy_job(connection, job, key)
         if legacy is None:
             legacy = (await create_jobs(connection, [job], products, notify_channel, sizing))[job.key]
         await connection.execute(

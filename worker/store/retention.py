@@ -66,7 +66,7 @@ WITH due AS (
            sum(coalesce(j.identity_count, 0)) OVER (ORDER BY due.finished_at, due.job_id) AS running_total
     FROM due LEFT JOIN jobs j ON j.id = due.job_id
 )
-SELECT s.job_id, j.reference_id, j.description, j.display_name
+SELECT s.job_id, j.reference_id, j.description, j.display_name, j.errors
 FROM sized s LEFT JOIN jobs j ON j.id = s.job_id
 WHERE s.running_total - s.n < $3
 """
@@ -133,6 +133,7 @@ async def _scrub_job_text(
     the first step of a job, so that its text reads the same hash throughout); a job whose
     last value was just hashed is marked hashed."""
     updates = []
+    values_by_job: dict[int, dict[str, str]] = {}
     for job_id, row in jobs.items():
         if row["description"] is None or (job_id not in shown and job_id not in done):
             continue  # the job is gone, or nothing of it in this step
@@ -141,21 +142,60 @@ async def _scrub_job_text(
         if reference is not None and not reference.startswith(HASHED_PREFIX):
             values[reference] = shown_hash(identity_hash(key, REFERENCE_NAMESPACE, reference))
             reference = values[reference]
+        values_by_job[job_id] = values
+        errors = [redact(error, values) for error in row["errors"]] if row["errors"] else row["errors"]
         updates.append(
-            (job_id, reference, redact(row["description"], values), redact(row["display_name"], values), job_id in done)
+            (
+                job_id,
+                reference,
+                redact(row["description"], values),
+                redact(row["display_name"], values),
+                errors,
+                job_id in done,
+            )
         )
     if updates:
         await connection.execute(
             """
             UPDATE jobs j SET reference_id = u.reference_id, description = u.description,
-                              display_name = u.display_name,
+                              display_name = u.display_name, errors = u.errors,
                               identities_hashed_at = CASE WHEN u.done THEN now() ELSE j.identities_hashed_at END
-            FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bool[])
-                AS u(id, reference_id, description, display_name, done)
+            FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::bool[])
+                AS u(id, reference_id, description, display_name, errors, done)
             WHERE j.id = u.id
             """,
             *(list(column) for column in zip(*updates, strict=True)),
         )
+        await _scrub_errors(connection, values_by_job)
+
+
+async def _scrub_errors(connection: asyncpg.Connection, values_by_job: dict[int, dict[str, str]]) -> None:
+    """Error texts come from products (an external one may quote what it failed on):
+    the job's per-product and per-chunk errors lose the identity values too."""
+    rows = await connection.fetch(
+        "SELECT 'product' AS kind, job_id, product, 0 AS chunk_no, error FROM product_status"
+        " WHERE job_id = ANY($1::bigint[]) AND error IS NOT NULL"
+        " UNION ALL SELECT 'chunk', job_id, product, chunk_no, error FROM task_chunks"
+        " WHERE job_id = ANY($1::bigint[]) AND error IS NOT NULL",
+        list(values_by_job),
+    )
+    changed = [
+        (row["kind"], row["job_id"], row["product"], row["chunk_no"], text)
+        for row in rows
+        if (text := redact(row["error"], values_by_job[row["job_id"]])) != row["error"]
+    ]
+    for kind, table, key in (
+        ("product", "product_status", ""),
+        ("chunk", "task_chunks", " AND t.chunk_no = u.chunk_no"),
+    ):
+        subset = [change[1:] for change in changed if change[0] == kind]
+        if subset:
+            await connection.execute(
+                f"UPDATE {table} t SET error = u.error"  # noqa: S608 - two fixed table names
+                " FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[]) AS u(job_id, product, chunk_no, error)"
+                f" WHERE t.job_id = u.job_id AND t.product = u.product{key}",
+                *(list(column) for column in zip(*subset, strict=True)),
+            )
 
 
 async def identity_in_job(connection: asyncpg.Connection, key: bytes, job_id: int, namespace: str, value: str) -> bool:

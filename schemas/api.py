@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from schemas.messages import MAX_IDENTITIES, Identity, ShortText, Text
+from schemas.messages import MAX_CALLBACK_URLS, MAX_IDENTITIES, CallbackUrl, Identity, Regulation, ShortText, Text
 
 JobStatus = Literal["scheduled", "running", "completed", "failed", "cancelled"]
 WorkOrderStatus = Literal["received", "processing", "completed", "failed", "cancelled"]
@@ -32,6 +32,9 @@ class Job(BaseModel):
     updatedAt: int | None
     startAt: int | None
     errors: list[str] | None
+    # Beyond the seed: due dates (worker.due_dates).
+    regulation: Regulation | None = None
+    dueAt: int | None = Field(default=None, description="When the deletion is due (epoch ms)")
 
 
 class JobEnvelope(BaseModel):
@@ -52,6 +55,10 @@ class WorkOrderCreate(BaseModel):
     displayName: Text = ""
     description: Text = ""
     identities: list[Identity] = Field(min_length=1, max_length=MAX_IDENTITIES)
+    # Beyond the seed: due dates and the request's own callback URLs (its events).
+    regulation: Regulation | None = None
+    dueAt: AwareDatetime | None = Field(default=None, description="Overrides the regulation's deadline")
+    callbackUrls: list[CallbackUrl] | None = Field(default=None, max_length=MAX_CALLBACK_URLS)
 
 
 class WorkOrderUpdate(BaseModel):
@@ -85,6 +92,8 @@ class WorkOrder(BaseModel):
     displayName: str
     description: str
     productStatusDetails: list[ProductStatusDetail] | None = None
+    regulation: Regulation | None = None
+    dueAt: str | None = Field(default=None, description="When the deletion is due (ISO-8601 UTC)")
 
 
 class WorkOrderList(BaseModel):

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from schemas.events import LifecycleEvent
 from schemas.messages import DeletionRequest, ProductAck, ProductTask
+from schemas.webhooks import WebhookDelivery
 
 JSON_DIR = Path(__file__).resolve().parent / "json"
 
@@ -20,6 +22,8 @@ EXPORTED: dict[str, type[BaseModel]] = {
     "deletion-request": DeletionRequest,
     "product-task": ProductTask,
     "product-ack": ProductAck,
+    "lifecycle-event": LifecycleEvent,
+    "webhook-delivery": WebhookDelivery,
 }
 
 

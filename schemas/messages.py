@@ -39,6 +39,14 @@ class Identity(TypedDict):
 
 DeletionAction = Literal["delete_user_data", "delete_identity"]
 
+# Regulations a request can name; each has a deadline (worker.due_dates, settings) from
+# which the job's due date follows unless the request gives its own `dueAt`.
+Regulation = Literal["gdpr", "uk_gdpr", "ccpa", "lgpd", "pipeda"]
+MAX_CALLBACK_URLS = 5
+# Checked properly (scheme, credentials, addresses) by worker.webhooks when a request is
+# taken; the pattern only keeps junk out of the model.
+CallbackUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s\x00]+$", max_length=2048)]
+
 
 class DeletionRequest(Message):
     """Published by upstream services to `deletion.requests`."""
@@ -52,6 +60,11 @@ class DeletionRequest(Message):
     description: Text = ""
     display_name: Text = Field(default="", alias="displayName")
     reference_id: Text | None = Field(default=None, alias="referenceId")
+    regulation: Regulation | None = None
+    due_at: EpochMillis | None = Field(default=None, alias="dueAt", description="Overrides the regulation's deadline")
+    callback_urls: list[CallbackUrl] | None = Field(
+        default=None, alias="callbackUrls", max_length=MAX_CALLBACK_URLS, description="Also sent this job's events"
+    )
 
 
 # Task items and acknowledgement results are typed dicts too, keyed by their JSON names:

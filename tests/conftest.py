@@ -24,6 +24,7 @@ import asyncpg
 import pytest
 
 from tests.support import Services, WorkerHandle, start_worker, stop_worker
+from worker import metrics
 from worker.db import init_connection
 from worker.ops.demo import ensure_demo_schema
 from worker.ops.migrate import apply_migrations
@@ -161,3 +162,12 @@ async def amqp_channel(services: Services) -> AsyncIterator[aio_pika.abc.Abstrac
         yield await connection.channel(publisher_confirms=True)
     finally:
         await asyncio.wait_for(connection.close(), 10)
+
+
+@pytest.fixture(autouse=True)
+def _forget_role_states() -> Iterator[None]:
+    """Role progress lives in the process-wide metrics registry; a role a test made
+    (and left holding work) must not read as a stalled role of the next test's worker."""
+    yield
+    for gauge in (metrics.ROLE_PENDING_SINCE, metrics.ROLE_LAST_PROGRESS, metrics.ROLE_WAITING):
+        gauge.clear()

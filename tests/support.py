@@ -53,7 +53,7 @@ def consumers_of(worker: WorkerProcess) -> list[QueueRole]:
 
 
 async def wait_until_consuming(worker: WorkerProcess, timeout: float = WAIT_SECONDS) -> None:
-    expected = sum(1 for spec in worker.specs if spec.kind in ("intake", "acks", "product"))
+    expected = sum(1 for spec in worker.specs if spec.kind in ("intake", "acks", "product", "notify"))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if worker.session is not None and sum(role.consuming for role in consumers_of(worker)) == expected:

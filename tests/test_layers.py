@@ -19,9 +19,12 @@ LAYERS = {
     "worker.api": 5,
     "worker.ops": 5,
     "worker.producer": 4,
+    "worker.sdk": 4,  # the product SDK: a public API like the producer, on worker.amqp
     "worker.roles": 4,
     "worker.handlers": 3,
     "worker.store": 3,
+    "worker.opendsr": 3,  # OpenDSR mapping, callback bodies, certificate signing: never the store
+    "worker.webhooks": 3,  # signing, URL guard, sealed secrets, sender: never the store
     "worker.amqp": 3,
     "worker.db": 2,
     "worker.products": 2,
@@ -30,6 +33,7 @@ LAYERS = {
     "worker.logs": 2,
     "worker.aio": 2,
     "worker.gc_pause": 2,
+    "worker.due_dates": 2,
     "worker.settings": 1,
     "worker.errors": 0,
     "schemas": 0,

@@ -65,3 +65,16 @@ JOBS_STUCK = Gauge(
 )
 JOBS_REPAIRED = Counter("deletion_jobs_repaired_total", "Jobs the reconciler moved on.", ["repair"])
 OUTBOX_PENDING = Gauge("deletion_task_outbox_pending", "Product tasks committed and not yet confirmed by the broker.")
+EVENTS_PUBLISHED = Counter("deletion_events_published_total", "Lifecycle events the broker confirmed.")
+EVENTS_PENDING = Gauge("deletion_events_pending", "Lifecycle events committed and not yet published.")
+EVENTS_OLDEST_AGE = Gauge("deletion_events_oldest_age_seconds", "Age of the oldest unpublished lifecycle event.")
+JOBS_OVERDUE = Gauge("deletion_jobs_overdue", "Active jobs past their due date, by project.", ["project"])
+JOBS_AT_RISK = Gauge("deletion_jobs_at_risk", "Active jobs within the at-risk margin of their due date.", ["project"])
+WEBHOOK_DELIVERIES = Counter(
+    "deletion_webhook_deliveries_total",
+    "Webhook delivery attempts by outcome: delivered (2xx), retried, gone (410), dead (given up or refused).",
+    ["outcome"],
+)
+WEBHOOK_IN_FLIGHT = Gauge("deletion_webhook_in_flight", "Webhook calls this process has under way.")
+WEBHOOK_PENDING = Gauge("deletion_webhook_pending", "Webhook deliveries not yet made.")
+WEBHOOK_OLDEST_AGE = Gauge("deletion_webhook_oldest_age_seconds", "Age of the oldest webhook delivery not yet made.")

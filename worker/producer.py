@@ -5,16 +5,34 @@
 The message is validated against the same schema the worker uses, published persistent
 with publisher confirms, and the call returns only once the broker has it. If the broker
 is unreachable or refuses the message, the call raises: it never fails silently.
+
+A service that subscribed to webhooks checks each delivery in one call (raises
+WebhookSignatureError on a bad or missing signature, a changed body, or a replay):
+
+    event = verify_webhook(request.headers, raw_body, "whsec_...")
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
 
 from schemas import DeletionRequest, Identity, Namespace
 from schemas.wire import request_message as encode_request
 from worker.amqp import Connection, Outgoing, Publisher, Topology, connect
+from worker.webhooks.signing import DEFAULT_TOLERANCE_SECONDS, WebhookSignatureError, check_signature
+
+__all__ = [
+    "Producer",
+    "WebhookSignatureError",
+    "build_request",
+    "publish_deletion",
+    "publish_requests",
+    "verify_webhook",
+]
 
 
 def build_request(
@@ -28,7 +46,11 @@ def build_request(
     description: str = "",
     display_name: str = "",
     reference_id: str | None = None,
+    regulation: str | None = None,
+    due_at: int | None = None,
+    callback_urls: Sequence[str] = (),
 ) -> DeletionRequest:
+    optional = {"regulation": regulation, "dueAt": due_at, "callbackUrls": list(callback_urls) or None}
     return DeletionRequest.model_validate(
         {
             "requestId": request_id or str(uuid.uuid4()),
@@ -40,6 +62,8 @@ def build_request(
             "description": description,
             "displayName": display_name,
             "referenceId": reference_id,
+            # Left out unless given: a consumer of an older release reads the rest alike.
+            **{name: value for name, value in optional.items() if value is not None},
         }
     )
 
@@ -94,3 +118,25 @@ async def publish_deletion(
     request = build_request(project_key, identities, **fields)  # type: ignore[arg-type]
     await publish_requests(amqp_url, [request], prefix=prefix)
     return request.request_id
+
+
+def verify_webhook(
+    headers: Mapping[str, str],
+    body: bytes,
+    secret: str | bytes | Sequence[str | bytes],
+    tolerance: float = DEFAULT_TOLERANCE_SECONDS,
+) -> dict[str, Any]:
+    """Check a webhook delivery and return its event (a dict shaped like
+    schemas.events.LifecycleEvent), or raise WebhookSignatureError: no signature made
+    with `secret` (or with any of several secrets, while a receiver rotates), a changed
+    body, or a timestamp more than `tolerance` seconds away (a replay). Pass the raw body
+    bytes, before any JSON parsing. Deduplicate events by `eventId`."""
+    held = [secret] if isinstance(secret, (str, bytes)) else list(secret)
+    check_signature(headers, body, held, tolerance)
+    try:
+        event = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise WebhookSignatureError("the body is not JSON") from None
+    if not isinstance(event, dict):
+        raise WebhookSignatureError("the body is not a JSON object")
+    return event

@@ -88,6 +88,13 @@ class WorkerProcess:
                 setting="DELETION_IDENTITY_HASH_KEY",
                 need=f"{MIN_HASH_KEY_BYTES} random bytes or more, not a placeholder",
             )
+        if self.settings.webhook_secret_key_is_weak() and any(spec.kind == "notify" for spec in self.specs):
+            # Webhook secrets sealed with a public key are as good as stored in plaintext.
+            log.warning(
+                "webhook_secret_key_is_weak",
+                setting="DELETION_WEBHOOK_SECRET_KEY",
+                need=f"{MIN_HASH_KEY_BYTES} random bytes or more, not a placeholder",
+            )
         background = [asyncio.create_task(self._heartbeat())]
         background += [asyncio.create_task(service(self.stopping)) for service in self.extra_services]
         try:

@@ -6,6 +6,7 @@ and the deployment test checks every variable it sets against these fields.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.messages import Regulation
 from worker.errors import ConfigError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -21,6 +23,32 @@ DEFAULT_PRODUCTS_FILE = PACKAGE_ROOT / "deploy" / "products.demo.toml"
 DEFAULT_MIGRATIONS_DIR = PACKAGE_ROOT / "migrations"
 DEFAULT_IDENTITY_HASH_KEY = "change-me-in-production"
 MIN_HASH_KEY_BYTES = 32
+DEFAULT_WEBHOOK_SECRET_KEY = "change-me-in-production-webhooks"  # noqa: S105 - the dev default, warned about
+# Statutory clocks approximated in days from receipt (see worker.due_dates).
+DEFAULT_REGULATION_DEADLINES: dict[Regulation, timedelta] = {
+    "gdpr": timedelta(days=30),
+    "uk_gdpr": timedelta(days=30),
+    "ccpa": timedelta(days=45),
+    "lgpd": timedelta(days=15),
+    "pipeda": timedelta(days=30),
+}
+# OpenDSR identity types (schemas.opendsr.IDENTITY_TYPES) → the namespace products know
+# them by. A key is an identity type for raw values, or `type:format` (e.g.
+# "email:sha256") for hashed values that some product can match as they are.
+DEFAULT_OPENDSR_IDENTITY_NAMESPACES: dict[str, str] = {
+    "controller_customer_id": "userId",
+    "email": "email",
+    "android_advertising_id": "androidAdvertisingId",
+    "android_id": "androidId",
+    "fire_advertising_id": "fireAdvertisingId",
+    "ios_advertising_id": "iosAdvertisingId",
+    "ios_vendor_id": "iosVendorId",
+    "microsoft_advertising_id": "microsoftAdvertisingId",
+    "microsoft_publisher_id": "microsoftPublisherId",
+    "roku_advertising_id": "rokuAdvertisingId",
+    "roku_publisher_id": "rokuPublisherId",
+}
+OPENDSR_IDENTITY_KEY = r"^[a-z][a-z0-9_]{0,63}(:(raw|sha1|md5|sha256))?$"
 
 
 class Settings(BaseSettings):
@@ -63,6 +91,43 @@ class Settings(BaseSettings):
     # A dispatcher publishes the plans it committed at once; plans still unpublished
     # after this long (their dispatcher died) are published by another.
     outbox_lease: float = Field(default=60.0, gt=0)
+
+    # Lifecycle events: how often the relay looks for new ones when it found none.
+    events_interval: float = Field(default=0.2, gt=0)
+    # Due dates: a regulation's deadline from receipt (JSON, e.g. {"gdpr": "P20D"}: the
+    # regulations not named keep their default), and how long before it a job still
+    # running is reported at risk (event job.at_risk, gauge deletion_jobs_at_risk).
+    regulation_deadlines: dict[Regulation, timedelta] = Field(default_factory=dict)
+    due_at_risk_margin: timedelta = timedelta(days=5)
+
+    # Webhooks (worker.roles.notify). Signing secrets are stored sealed with a key derived
+    # from `webhook_secret_key` (changing it makes existing secrets unreadable). Destinations
+    # in private, loopback or link-local ranges are refused unless allowed (local setups
+    # and tests). Each delivery is retried with backoff and full jitter, every call within
+    # `webhook_timeout`, until `webhook_give_up`; at most `webhook_concurrency` calls are
+    # in flight per process, `webhook_per_endpoint` of them to one endpoint.
+    webhook_secret_key: SecretStr = SecretStr(DEFAULT_WEBHOOK_SECRET_KEY)
+    webhook_allow_private: bool = False
+    webhook_give_up: timedelta = timedelta(hours=24)
+    webhook_timeout: float = Field(default=10.0, gt=0, le=300)
+    webhook_concurrency: int = Field(default=64, ge=1, le=10_000)
+    webhook_per_endpoint: int = Field(default=4, ge=1, le=1000)
+    webhook_retry_base_ms: int = Field(default=1000, ge=1)
+    webhook_retry_cap_ms: int = Field(default=3_600_000, ge=1)
+    webhook_rotation_grace: timedelta = timedelta(hours=24)
+    webhook_interval: float = Field(default=0.5, gt=0)
+
+    # OpenDSR (worker.api.routes_opendsr, worker.opendsr). The identity-type table (JSON;
+    # replaces the default table above as a whole); the processor's X.509 certificate and
+    # its private key (PEM files) that sign responses and status callbacks, without which
+    # the OpenDSR routes answer 404; the domain named in X-OpenDSR-Processor-Domain
+    # (default: the certificate's first DNS name).
+    opendsr_identity_namespaces: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_OPENDSR_IDENTITY_NAMESPACES)
+    )
+    opendsr_certificate_file: Path | None = None
+    opendsr_private_key_file: Path | None = None
+    opendsr_processor_domain: str = Field(default="", pattern=r"^[A-Za-z0-9.-]{0,253}$")
 
     # The reconciler: jobs without progress this long are reported stuck.
     stuck_after: timedelta = timedelta(minutes=30)
@@ -115,6 +180,26 @@ class Settings(BaseSettings):
         key = self.identity_hash_key.get_secret_value()
         placeholder = "change" in key.lower().replace("-", "").replace("_", "") and "me" in key.lower()
         return key == DEFAULT_IDENTITY_HASH_KEY or placeholder or len(key.encode()) < MIN_HASH_KEY_BYTES
+
+    def webhook_secret_key_is_weak(self) -> bool:
+        """Like identity_hash_key_is_weak: webhook secrets sealed with a public key are as
+        good as stored in plaintext."""
+        key = self.webhook_secret_key.get_secret_value()
+        placeholder = "change" in key.lower().replace("-", "").replace("_", "") and "me" in key.lower()
+        return key == DEFAULT_WEBHOOK_SECRET_KEY or placeholder or len(key.encode()) < MIN_HASH_KEY_BYTES
+
+    def deadline(self, regulation: Regulation) -> timedelta:
+        return self.regulation_deadlines.get(regulation, DEFAULT_REGULATION_DEADLINES[regulation])
+
+    @field_validator("opendsr_identity_namespaces")
+    @classmethod
+    def _identity_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [key for key in value if re.match(OPENDSR_IDENTITY_KEY, key) is None]
+        if bad:
+            raise ValueError(f"keys are identity types, or `type:format` (raw, sha1, md5, sha256): {bad[:3]}")
+        if any(not namespace or len(namespace) > 255 for namespace in value.values()):
+            raise ValueError("namespaces are 1 to 255 characters")
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -18,7 +18,8 @@ def test_names_derive_from_prefix_and_products() -> None:
         "deletion.retry.2000ms",
         "deletion.retry.4000ms",
     ]
-    assert len(topology.all_queue_names()) == 4 * 2 + 4
+    assert topology.webhooks.all() == ("deletion.webhooks", "deletion.webhooks.dead")
+    assert len(topology.all_queue_names()) == 5 * 2 + 4
     assert topology.find("deletion.product.sessions.dead") == QueueNames("deletion.product.sessions")
     assert topology.find("other") is None
 

@@ -12,7 +12,8 @@ from tests.api.conftest import Tenant
 from worker.store.jobs import NewJob, create_jobs
 
 FORMS = ["/public", "/api/v1"]
-JOB_FIELDS = [
+# The seed's fields, in its order, then ours (due dates).
+SEED_JOB_FIELDS = [
     "jobId",
     "description",
     "status",
@@ -24,6 +25,7 @@ JOB_FIELDS = [
     "startAt",
     "errors",
 ]
+JOB_FIELDS = [*SEED_JOB_FIELDS, "regulation", "dueAt"]
 
 
 def auth(tenant: Tenant, form: str) -> dict[str, str]:

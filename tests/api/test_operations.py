@@ -66,6 +66,7 @@ async def test_openapi_documents_every_route_and_body(client: httpx.AsyncClient)
     assert set(schemas["Job"]["properties"]) == {
         "jobId", "description", "status", "projectId", "action", "referenceId",
         "createdAt", "updatedAt", "startAt", "errors",
+        "regulation", "dueAt",  # beyond the seed: due dates
     }  # fmt: skip
 
 

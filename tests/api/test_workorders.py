@@ -39,6 +39,7 @@ async def test_create_answers_the_seed_shape(client: httpx.AsyncClient, tenant: 
     assert list(body) == [
         "workorderId", "orgId", "bundleId", "action", "createdAt", "updatedAt", "operationCount", "status",
         "createdBy", "datasetId", "displayName", "description",
+        "regulation", "dueAt",  # beyond the seed: due dates
     ]  # fmt: skip
     assert body["workorderId"].startswith("DI-")
     assert body["bundleId"].startswith("BN-")

@@ -56,7 +56,8 @@ async def test_tiny_bench_reports_every_number(make_settings: Callable[..., Sett
     assert 0 < roles["orders_accepted_seconds"] <= roles["orders_completed_seconds"]
     assert roles["backlog_drained_per_s"] > 0
     assert set(roles["peak_rss_mb"]) == {
-        "intake", "dispatch", "acks", "maintenance", "reconciler", "product:p1", "product:p2", "api"
+        "intake", "dispatch", "acks", "maintenance", "reconciler", "events", "notify", "product:p1", "product:p2",
+        "api",
     }  # fmt: skip
     assert all(mb > 10 for mb in roles["peak_rss_mb"].values())
     assert set(report["seconds"]) == {"ceiling", "setup", "pipeline", "paced", "workorder", "roles", "api", "total"}

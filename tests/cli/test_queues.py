@@ -26,7 +26,9 @@ async def test_queues_show_depth_consumers_and_warnings(
     while (await queue_depth(settings, topology.requests.dead))[0] < 1:
         pass
     rows = {row["queue"]: row for row in json.loads((await invoke(settings, "queues", "--json")).output)}
-    assert len(rows) == 3 * 2 + len(topology.retry_delays_ms)  # main and dead per queue, and the retry tiers
+    # Main and dead per queue (requests, crm, acks, webhooks), and the retry tiers.
+    assert len(rows) == 4 * 2 + len(topology.retry_delays_ms)
+    assert rows[topology.webhooks.main]["consumers"] == 1  # the notify role
     assert rows[topology.requests.main]["consumers"] == 1
     assert rows[topology.acks.main]["consumers"] == 1
     assert rows[topology.product("crm").main] | {} == {

@@ -9,6 +9,7 @@ from typing import Any
 
 import aio_pika
 import aiormq
+import asyncpg
 
 from worker.amqp import Topology, connect
 from worker.amqp.admin import queue_depths
@@ -76,3 +77,11 @@ async def dead_letter_counts(amqp_url: str, topology: Topology) -> dict[str, int
     finally:
         await connection.close()
     return {depth.name: depth.ready or 0 for depth in depths}
+
+
+async def wait_until(pool: asyncpg.Pool, query: str, timeout: float = 60) -> None:
+    """Until the query answers true (a stage is busy, a backlog drained)."""
+    deadline = time.monotonic() + timeout
+    while not await pool.fetchval(query):
+        assert time.monotonic() < deadline, f"never true: {query}"
+        await asyncio.sleep(0.02)

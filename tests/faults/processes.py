@@ -83,6 +83,8 @@ class WorkerProcesses:
         roles = ["intake", "dispatch", "acks", *(f"product:{p}" for p in products)]
         if self.code is None or (self.code / "worker" / "roles" / "reconciler.py").exists():
             roles += ["maintenance", "reconciler"]  # roles of their own since this release
+        if self.code is None or (self.code / "worker" / "roles" / "events.py").exists():
+            roles += ["events"]
         for role in roles:
             if role not in without:
                 self.start(role, role, **settings)

@@ -4,14 +4,13 @@ a restarted process finishes all of them, and nothing is counted twice."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import asyncpg
 import pytest
 
 from tests.faults.accounting import settle
 from tests.faults.conftest import PRODUCTS
-from tests.faults.helpers import publish_many, wait_for_consumers
+from tests.faults.helpers import publish_many, wait_for_consumers, wait_until
 from tests.faults.processes import WorkerProcesses
 
 REQUESTS = 3000
@@ -28,13 +27,6 @@ BUSY = {
 }
 
 
-async def wait_busy(pool: asyncpg.Pool, query: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not await pool.fetchval(query):
-        assert time.monotonic() < deadline, f"never busy: {query}"
-        await asyncio.sleep(0.02)
-
-
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("stage", list(BUSY))
 async def test_kill_9_mid_stage_loses_and_duplicates_nothing(
@@ -49,7 +41,7 @@ async def test_kill_9_mid_stage_loses_and_duplicates_nothing(
     await wait_for_consumers(amqp_url, queues)
 
     publishing = asyncio.create_task(publish_many(amqp_url, prefix, project_key, REQUESTS, stage))
-    await wait_busy(pool, BUSY[stage])
+    await wait_until(pool, BUSY[stage])
     workers.kill9(stage)
     request_ids = await publishing
     await asyncio.sleep(0.5)

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import asyncpg
+import pytest
 
 from worker.db import retry_contention
 from worker.errors import RefusedError
@@ -55,6 +56,7 @@ def results(tasks: Tasks, product: str, job_ids: list[int]) -> list[ChunkResult]
     return [ChunkResult(tasks[(job_id, product)], job_id, product, "success", None) for job_id in job_ids]
 
 
+@pytest.mark.timeout(300)  # 25,000 jobs made, dispatched and settled, with their event triggers
 async def test_one_batch_finishing_25000_jobs_needs_no_lock_per_job(
     pool: asyncpg.Pool, make_project: MakeProject
 ) -> None:

@@ -55,6 +55,9 @@ class Publish(NamedTuple):
     routing_key: str
     properties: spec.Basic.Properties  # must carry a message_id: returns are matched by it
     body: bytes
+    # False only where no subscriber is a normal state (lifecycle events): then a message
+    # no queue takes is dropped by the broker and still confirmed.
+    mandatory: bool = True
 
 
 def supports(channel: aiormq.Channel) -> bool:
@@ -64,14 +67,16 @@ def supports(channel: aiormq.Channel) -> bool:
 def _encode(channel: aiormq.Channel, publishes: Sequence[Publish]) -> bytes:
     number = channel.number
     marshal = pamqp.frame.marshal
-    method_frames: dict[tuple[str, str], bytes] = {}
+    method_frames: dict[tuple[str, str, bool], bytes] = {}
     parts: list[bytes] = []
     for publish in publishes:
-        key = (publish.exchange, publish.routing_key)
+        key = (publish.exchange, publish.routing_key, publish.mandatory)
         method = method_frames.get(key)
         if method is None:
             # mandatory: a message no queue takes comes back as an error, not a silent drop.
-            frame = spec.Basic.Publish(exchange=publish.exchange, routing_key=publish.routing_key, mandatory=True)
+            frame = spec.Basic.Publish(
+                exchange=publish.exchange, routing_key=publish.routing_key, mandatory=publish.mandatory
+            )
             method = method_frames[key] = marshal(frame, number)
         parts.append(method)
         body = publish.body

@@ -36,6 +36,7 @@ class Outgoing:
     message_id: str | None = None
     expiration_ms: int | None = None
     queue_label: str | None = None  # for metrics; defaults to the routing key
+    mandatory: bool = True  # see worker.amqp._batch.Publish
 
 
 def _properties(item: Outgoing) -> spec.Basic.Properties:
@@ -101,7 +102,8 @@ class Publisher:
         if not messages:
             return []
         publishes = [
-            batch_publish.Publish(item.exchange, item.routing_key, _properties(item), item.body) for item in messages
+            batch_publish.Publish(item.exchange, item.routing_key, _properties(item), item.body, item.mandatory)
+            for item in messages
         ]
         if self._batched:
             results = await batch_publish.publish_batch(self._underlay, publishes)
@@ -127,7 +129,7 @@ class Publisher:
             exchange=publish.exchange,
             routing_key=publish.routing_key,
             properties=publish.properties,
-            mandatory=True,
+            mandatory=publish.mandatory,
             # Not waiting for each frame to be written and drained: the broker's confirm
             # is what counts, and skipping the per-message drain made publishing ~7%
             # cheaper. Memory stays bounded: the caller holds these messages anyway.

@@ -130,8 +130,20 @@ class Topology:
         return QueueNames(f"{self.prefix}.acks")
 
     @property
+    def webhooks(self) -> QueueNames:
+        """Webhook deliveries given up (`.dead`) and replayed: the notify role makes each
+        delivery it finds on the main queue again."""
+        return QueueNames(f"{self.prefix}.webhooks")
+
+    @property
     def products_exchange(self) -> str:
         return f"{self.prefix}.products"
+
+    @property
+    def events_exchange(self) -> str:
+        """The topic exchange of lifecycle events (schemas.events): subscribers bind their
+        own queues to it."""
+        return f"{self.prefix}.events"
 
     @property
     def due_channel(self) -> str:
@@ -158,7 +170,7 @@ class Topology:
         return below[-1] if below else self.retry_delays_ms[0]
 
     def consumer_queues(self) -> list[QueueNames]:
-        return [self.requests, *(self.product(p) for p in self.products), self.acks]
+        return [self.requests, *(self.product(p) for p in self.products), self.acks, self.webhooks]
 
     def all_queue_names(self) -> list[str]:
         return [name for queues in self.consumer_queues() for name in queues.all()] + self.retry_tier_names()
@@ -219,6 +231,7 @@ async def declare(connection: AbstractConnection, topology: Topology, delivery_l
     """Declare every exchange, queue and binding (idempotent)."""
     channel = await connection.channel()
     await channel.declare_exchange(topology.products_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
+    await channel.declare_exchange(topology.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
     for delay in topology.retry_delays_ms:
         name = topology.retry_tier(delay)
         tier = await channel.declare_exchange(name, aio_pika.ExchangeType.FANOUT, durable=True)
@@ -243,3 +256,4 @@ async def delete(channel: AbstractChannel, topology: Topology) -> None:
     for name in topology.retry_tier_names():
         await channel.exchange_delete(name)
     await channel.exchange_delete(topology.products_exchange)
+    await channel.exchange_delete(topology.events_exchange)

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 from fastapi import FastAPI
 
-from worker.api import health, routes_jobs, routes_workorders
+from worker.api import health, routes_jobs, routes_opendsr, routes_webhooks, routes_workorders
 from worker.api.auth import KeyCache
 from worker.api.errors import install_error_handlers
 from worker.api.json_body import document_bodies
@@ -48,7 +48,9 @@ def create_app(settings: Settings, products: ProductsFile, pool: asyncpg.Pool | 
     app.include_router(routes_jobs.public_jobs)
     app.include_router(routes_jobs.legacy_jobs)
     app.include_router(routes_workorders.router)
-    document_bodies(app, *routes_workorders.SELF_PARSED_BODIES)
+    app.include_router(routes_webhooks.router)
+    app.include_router(routes_opendsr.router)
+    document_bodies(app, *routes_workorders.SELF_PARSED_BODIES, *routes_opendsr.SELF_PARSED_BODIES)
     app.include_router(health.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(MetricsMiddleware)

@@ -18,6 +18,7 @@ from worker.store.api_keys import ApiKeyOwner
 from worker.store.idempotency import create_once
 from worker.store.jobs import JobSizing, NewJob
 from worker.store.reads import project_id_in_org
+from worker.webhooks.urls import check_webhook_url
 
 
 def api_state(request: Request) -> ApiState:
@@ -46,6 +47,20 @@ async def project_id_of(state: ApiState, project_key: str, owner: ApiKeyOwner) -
 def fingerprint(*parts: object) -> bytes:
     """SHA-256 of a request's meaningful parts, canonically encoded."""
     return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).digest()
+
+
+def later_parts(*parts: object) -> tuple[object, ...]:
+    """Request parts added after keys were first stored: left out of the fingerprint
+    while all are unset, so that a request retried across an upgrade matches its key."""
+    return parts if any(part not in (None, (), []) for part in parts) else ()
+
+
+def checked_callback_urls(state: ApiState, urls: list[str] | None) -> tuple[str, ...]:
+    """A request's callback URLs, each once, refused (400) where a webhook URL would be."""
+    unique = tuple(dict.fromkeys(urls or ()))
+    for url in unique:
+        check_webhook_url(url, allow_private=state.settings.webhook_allow_private)
+    return unique
 
 
 def api_request_id() -> str:

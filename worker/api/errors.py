@@ -1,4 +1,5 @@
-"""Every error the API answers is JSON: {"error": "<code>", "message": "<what to do>"}."""
+"""Every error the API answers is JSON: {"error": "<code>", "message": "<what to do>"}; under
+/opendsr, the OpenDSR spec's error object instead (worker.opendsr.protocol)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from worker.errors import (
     UsageError,
     describe,
 )
+from worker.opendsr.protocol import error_document
 
 log = structlog.get_logger(__name__)
 
@@ -45,11 +47,17 @@ class ApiError(Exception):
         self.message = message
 
 
+# OpenDSR clients read errors in the shape of their spec, whichever part of the API refused.
+OPENDSR_PREFIX = "/opendsr"
+
+
 def error_response(
-    status: int, message: str, code: str | None = None, headers: Mapping[str, str] | None = None
+    status: int, message: str, code: str | None = None, headers: Mapping[str, str] | None = None, path: str = ""
 ) -> JSONResponse:
-    body = {"error": code or STATUS_CODES.get(status, "error"), "message": message}
-    return JSONResponse(body, status_code=status, headers=headers)
+    code = code or STATUS_CODES.get(status, "error")
+    if path == OPENDSR_PREFIX or path.startswith(OPENDSR_PREFIX + "/"):
+        return JSONResponse(error_document(status, message, code), status_code=status, headers=headers)
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
 
 
 def not_found(what: str) -> ApiError:
@@ -57,10 +65,10 @@ def not_found(what: str) -> ApiError:
     return ApiError(404, f"{what} not found")
 
 
-async def _api_error(_request: Request, error: Exception) -> JSONResponse:
+async def _api_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ApiError)
     headers = {"Retry-After": "5"} if error.status == 503 else None
-    return error_response(error.status, error.message, error.code, headers)
+    return error_response(error.status, error.message, error.code, headers, request.url.path)
 
 
 # The HTTP status of each kind of the service's own errors (most specific first).
@@ -74,15 +82,17 @@ DOMAIN_STATUS: tuple[tuple[type[DeletionWorkerError], int, str], ...] = (
 )
 
 
-async def _domain_error(_request: Request, error: Exception) -> JSONResponse:
+async def _domain_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, DeletionWorkerError)
     for kind, status, code in DOMAIN_STATUS:
         if isinstance(error, kind):
             headers = {"Retry-After": "5"} if status == 503 else None
             # Our own messages never quote input values (worker.errors.describe).
-            return error_response(status, describe(error), code, headers)
+            return error_response(status, describe(error), code, headers, request.url.path)
     log.error("api_unexpected_error", error=describe(error))
-    return error_response(500, "internal error; the request was not carried out, try again", "internal")
+    return error_response(
+        500, "internal error; the request was not carried out, try again", "internal", path=request.url.path
+    )
 
 
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:
@@ -90,9 +100,9 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     problems = error.errors()
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if request.method in {"POST", "PUT"} and content_type != "application/json":
-        return error_response(415, "send the body as JSON with Content-Type: application/json")
+        return error_response(415, "send the body as JSON with Content-Type: application/json", path=request.url.path)
     if any(item.get("type") == "json_invalid" for item in problems):
-        return error_response(400, "the body is not valid JSON")
+        return error_response(400, "the body is not valid JSON", path=request.url.path)
     parts = []
     for item in problems[:5]:
         location = ".".join(str(part) for part in item.get("loc", ()) if part != "body") or "body"
@@ -101,7 +111,7 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     if len(problems) > 5:
         parts.append(f"and {len(problems) - 5} more")
     # Never the input itself: it may be personal data.
-    return error_response(400, "; ".join(parts) or "invalid request")
+    return error_response(400, "; ".join(parts) or "invalid request", path=request.url.path)
 
 
 def allowed_methods(request: Request) -> str:
@@ -121,12 +131,14 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
     headers = dict(error.headers or {})
     if error.status_code == 405:
         headers["Allow"] = allowed_methods(request)
-    return error_response(error.status_code, message, headers=headers)
+    return error_response(error.status_code, message, headers=headers, path=request.url.path)
 
 
-async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
+async def _unexpected(request: Request, error: Exception) -> JSONResponse:
     log.error("api_unexpected_error", error=describe(error))
-    return error_response(500, "internal error; the request was not carried out, try again", "internal")
+    return error_response(
+        500, "internal error; the request was not carried out, try again", "internal", path=request.url.path
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

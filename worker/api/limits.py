@@ -80,5 +80,5 @@ class BodyLimitMiddleware:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, f"request body over the limit of {self.max_bytes} bytes")
+        response = error_response(413, f"request body over the limit of {self.max_bytes} bytes", path=scope["path"])
         await response(scope, receive, send)

@@ -15,12 +15,22 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 
 from schemas.api import ErrorBody, JobEnvelope, JobListEnvelope
+from schemas.messages import MAX_CALLBACK_URLS, CallbackUrl, Regulation
 from worker.api.auth import bare_key_owner, bearer_owner
-from worker.api.deps import StateDep, api_request_id, create_job, fingerprint, project_id_of
+from worker.api.deps import (
+    StateDep,
+    api_request_id,
+    checked_callback_urls,
+    create_job,
+    fingerprint,
+    later_parts,
+    project_id_of,
+)
 from worker.api.errors import ApiError, not_found
 from worker.api.paging import Paging, paging
-from worker.api.shapes import job_view
+from worker.api.shapes import epoch_ms, job_view
 from worker.api.state import json_response
+from worker.due_dates import DuePolicy
 from worker.store.api_keys import ApiKeyOwner
 from worker.store.jobs import CancelRefusedError, NewJob, cancel_job
 from worker.store.reads import get_project_job, list_project_jobs
@@ -47,14 +57,14 @@ def _as_job_id(text: str) -> int:
         raise ApiError(400, "after must be a jobId") from None
 
 
-def parse_start_at(text: str | None) -> datetime | None:
+def parse_epoch_ms(text: str | None, name: str = "startAt") -> datetime | None:
     if text is None or text == "":
         return None
     try:
         millis = int(text)
         return datetime.fromtimestamp(millis / 1000, tz=UTC)
     except (ValueError, OverflowError, OSError):
-        raise ApiError(400, "startAt must be a time in epoch milliseconds") from None
+        raise ApiError(400, f"{name} must be a time in epoch milliseconds") from None
 
 
 def user_id_of(request: Request, project_key: str) -> str:
@@ -130,13 +140,21 @@ def jobs_router(prefix: str, owner_of: Callable[[Request], Awaitable[ApiKeyOwner
         userId: str,
         owner: ApiKeyOwner = authenticated,
         startAt: Annotated[str | None, Query(description="Not before this time (epoch ms).")] = None,
+        regulation: Annotated[Regulation | None, Query(description="Sets the due date by its deadline.")] = None,
+        dueAt: Annotated[str | None, Query(description="Due by this time (epoch ms).")] = None,
+        callbackUrl: Annotated[
+            list[CallbackUrl] | None,
+            Query(max_length=MAX_CALLBACK_URLS, description="Also send this job's events here (repeatable)."),
+        ] = None,
         idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     ) -> Response:
         """Creates a `delete_user_data` job for the user, committed before the answer. The
         user id may contain any character (percent-encoded; `%2F` for `/`)."""
         project_id = await project_id_of(state, projectKey, owner)
         user_id = user_id_of(request, projectKey)
-        start_at = parse_start_at(startAt)
+        start_at = parse_epoch_ms(startAt)
+        due_at = parse_epoch_ms(dueAt, "dueAt")
+        callback_urls = checked_callback_urls(state, callbackUrl)
         job = NewJob(
             request_id=api_request_id(),
             project_id=project_id,
@@ -145,13 +163,21 @@ def jobs_router(prefix: str, owner_of: Callable[[Request], Awaitable[ApiKeyOwner
             description=f"Delete user sessions of userId = {user_id}",
             start_at=start_at,
             created_by=owner.prefix,
+            regulation=regulation,
+            due_at=DuePolicy(state.settings).due_at(regulation, due_at),
+            callback_urls=callback_urls,
         )
         job_id = await create_job(
             state,
             job,
             family="jobs",
             key=idempotency_key,
-            request_fingerprint=fingerprint("delete_user_data", user_id, start_at.isoformat() if start_at else None),
+            request_fingerprint=fingerprint(
+                "delete_user_data",
+                user_id,
+                start_at.isoformat() if start_at else None,
+                *later_parts(regulation, epoch_ms(due_at), callback_urls),
+            ),
         )
         async with state.pool.acquire() as connection:
             job_row = await get_project_job(connection, project_id, job_id)

@@ -8,12 +8,22 @@ from fastapi import APIRouter, Body, Depends, Header, Request
 from fastapi.responses import Response
 
 from schemas.api import ErrorBody, WorkOrder, WorkOrderCreate, WorkOrderList, WorkOrderUpdate
-from worker.api.deps import Owner, StateDep, api_request_id, create_job, fingerprint, project_id_of
+from worker.api.deps import (
+    Owner,
+    StateDep,
+    api_request_id,
+    checked_callback_urls,
+    create_job,
+    fingerprint,
+    later_parts,
+    project_id_of,
+)
 from worker.api.errors import ApiError, not_found
 from worker.api.json_body import json_body_openapi, read_json_body, validate_json_body
 from worker.api.paging import Paging, paging
 from worker.api.shapes import workorder_view
 from worker.api.state import ApiState, json_response
+from worker.due_dates import DuePolicy
 from worker.gc_pause import gc_paused
 from worker.store.jobs import NewJob, update_workorder_text
 from worker.store.reads import get_job, get_org_workorder, get_product_status, list_org_workorders, workorder_job_id
@@ -61,8 +71,19 @@ async def create_workorder(
             display_name=order.displayName,
             description=order.description,
             created_by=owner.prefix,
+            regulation=order.regulation,
+            due_at=DuePolicy(state.settings).due_at(order.regulation, order.dueAt),
+            callback_urls=checked_callback_urls(state, order.callbackUrls),
         )
-        key_fingerprint = fingerprint(order.datasetId, order.displayName, order.description, identities)
+        key_fingerprint = fingerprint(
+            order.datasetId,
+            order.displayName,
+            order.description,
+            identities,
+            *later_parts(
+                order.regulation, job.due_at.isoformat() if order.dueAt and job.due_at else None, job.callback_urls
+            ),
+        )
         del order, identities  # the budget covers the copy into Postgres; nothing past it
         job_id = await create_job(
             state, job, family="workorder", key=idempotency_key, request_fingerprint=key_fingerprint

@@ -29,6 +29,8 @@ def job_view(row: dict[str, Any]) -> dict[str, Any]:
         "updatedAt": epoch_ms(row["updated_at"]),
         "startAt": epoch_ms(row["start_at"]),
         "errors": row["errors"],
+        "regulation": row["regulation"],
+        "dueAt": epoch_ms(row["due_at"]),
     }
 
 
@@ -58,4 +60,6 @@ def workorder_view(
             }
             for item in products
         ]
+    view["regulation"] = row["regulation"]
+    view["dueAt"] = iso(row["due_at"]) if row["due_at"] else None
     return view

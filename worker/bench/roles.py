@@ -132,7 +132,8 @@ async def run_roles(
     env: BenchEnvironment, connection: asyncpg.Connection, *, first: int, backlog: int, orders: int, identities: int
 ) -> RolesResult:
     """Runs with its own processes, one per role; the caller has stopped any other worker."""
-    roles = ["intake", "dispatch", "maintenance", "reconciler", *(f"product:{p}" for p in env.products)]
+    roles = ["intake", "dispatch", "maintenance", "reconciler", "events", "notify"]
+    roles += [f"product:{p}" for p in env.products]
     processes = {role: env.start("run", "--role", role) for role in roles}
     port = free_port()
     processes["api"] = env.start("api", "--host", "127.0.0.1", "--port", str(port))

@@ -147,7 +147,9 @@ async def _steps_in_environment(
             workers = start_workers(env, options.copies_per_role)
             base_url = f"http://127.0.0.1:{free_port()}"
             env.start("api", "--host", "127.0.0.1", "--port", base_url.rsplit(":", 1)[1])
-            await env.wait_for_consumers([q.main for q in env.topology.consumer_queues()])
+            # Webhook replays (`.webhooks`) have a consumer only where the notify role runs.
+            pipeline_queues = [q for q in env.topology.consumer_queues() if q != env.topology.webhooks]
+            await env.wait_for_consumers([q.main for q in pipeline_queues])
             await _wait_http(env, f"{base_url}/readyz")
         # The worker's memory over everything it processes: pipeline, paced run, work order.
         sampler = RssSampler([worker.pid for worker in workers])

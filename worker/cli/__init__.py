@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from worker.cli import api, bench, dlq, health, jobs, keys, projects, queues, service
+from worker.cli import api, bench, dlq, health, jobs, keys, projects, queues, service, webhooks
 from worker.cli.common import CliError
 from worker.errors import ConfigError, DeletionWorkerError, NotFoundError, RefusedError, UnavailableError, UsageError
 from worker.ops.exitcodes import ExitCode
@@ -39,6 +39,7 @@ cli.add_command(keys.keys_group)
 cli.add_command(projects.projects_group)
 cli.add_command(queues.queues_command)
 cli.add_command(dlq.dlq_group)
+cli.add_command(webhooks.webhooks_group)
 cli.add_command(health.health_command)
 cli.add_command(bench.bench_command)
 

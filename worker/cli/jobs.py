@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -13,11 +14,13 @@ from schemas.status import JobStatus
 from worker.cli import common
 from worker.ops.exitcodes import ExitCode
 from worker.store.jobs import cancel_job
-from worker.store.reads import get_job, get_product_status, job_chunks, list_jobs
+from worker.store.reads import get_job, get_product_status, job_chunks, list_due_jobs, list_jobs
 from worker.store.reconcile import stuck_jobs
 from worker.store.retention import identity_in_job
 
 STATUSES = [status.value for status in JobStatus]
+DURATION = re.compile(r"(?P<amount>\d+(\.\d+)?)(?P<unit>[dhms])")
+DURATION_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 
 
 def _job_summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -34,6 +37,8 @@ def _job_summary(row: dict[str, Any]) -> dict[str, Any]:
         "startAt": row["start_at"],
         "dispatchedAt": row["dispatched_at"],
         "finishedAt": row["finished_at"],
+        "regulation": row["regulation"],
+        "dueAt": row["due_at"],
     }
 
 
@@ -42,25 +47,50 @@ def jobs_group() -> None:
     """Inspect, cancel and verify jobs; find stuck ones."""
 
 
+def parse_duration(text: str) -> timedelta:
+    """`3d`, `12h`, `90m` or `45s`."""
+    match = DURATION.fullmatch(text.strip())
+    if match is None:
+        raise click.BadParameter("expected a number and a unit: 3d, 12h, 90m or 45s", param_hint="--due-within")
+    return timedelta(**{DURATION_UNITS[match["unit"]]: float(match["amount"])})
+
+
 @jobs_group.command("list")
 @click.option("--project", "project_key", help="Only this projectKey.")
 @click.option("--status", type=click.Choice(STATUSES), help="Only jobs in this status.")
+@click.option("--overdue", is_flag=True, help="Only active jobs past their due date, soonest due first.")
+@click.option("--due-within", help="Only active jobs due within this time (3d, 12h), soonest due first.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--json", "as_json", is_flag=True)
-def list_command(project_key: str | None, status: str | None, limit: int, as_json: bool) -> None:
-    """Newest jobs first."""
-    found = common.with_database(
-        common.settings(), lambda connection: list_jobs(connection, project_key, status, limit)
+def list_command(
+    project_key: str | None, status: str | None, overdue: bool, due_within: str | None, limit: int, as_json: bool
+) -> None:
+    """Newest jobs first (or, with --overdue / --due-within, the soonest due first)."""
+    if overdue and due_within:
+        raise click.UsageError("give --overdue or --due-within, not both")
+    if (overdue or due_within) and status:
+        raise click.UsageError("--overdue and --due-within list active jobs only; drop --status")
+    horizon = (
+        None
+        if not (overdue or due_within)
+        else datetime.now(UTC) + (parse_duration(due_within) if due_within else timedelta(0))
     )
-    rows = [_job_summary(row) for row in found]
+
+    async def find(connection: asyncpg.Connection) -> list[dict[str, Any]]:
+        if horizon is not None:
+            return await list_due_jobs(connection, project_key, horizon, limit)
+        return await list_jobs(connection, project_key, status, limit)
+
+    rows = [_job_summary(row) for row in common.with_database(common.settings(), find)]
     if as_json:
         common.echo_json(rows)
         return
-    table = Table("job", "status", "project", "action", "identities", "created", "finished")
+    table = Table("job", "status", "project", "action", "identities", "created", "due", "finished")
     for row in rows:
         table.add_row(
             str(row["jobId"]), row["status"], str(row["projectId"]), row["action"], str(row["identityCount"]),
-            f"{row['createdAt']:%Y-%m-%d %H:%M:%S}", f"{row['finishedAt']:%H:%M:%S}" if row["finishedAt"] else "-",
+            f"{row['createdAt']:%Y-%m-%d %H:%M:%S}", f"{row['dueAt']:%Y-%m-%d %H:%M}" if row["dueAt"] else "-",
+            f"{row['finishedAt']:%H:%M:%S}" if row["finishedAt"] else "-",
         )  # fmt: skip
     common.console().print(table)
 

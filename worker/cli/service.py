@@ -61,7 +61,7 @@ async def _run_worker(loaded: Settings, roles_text: tuple[str, ...], extra: list
     "--role",
     "roles",
     multiple=True,
-    help="intake, dispatch, acks, maintenance, reconciler or product:<name>; repeatable.",
+    help="intake, dispatch, acks, maintenance, reconciler, events, notify or product:<name>; repeatable.",
 )
 def run_command(roles: tuple[str, ...]) -> None:
     """Run worker roles (all of them when no --role is given) until SIGTERM."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 import asyncpg
 import structlog
@@ -12,15 +11,19 @@ from schemas import DeletionRequest
 from schemas.status import JobStatus
 from worker import metrics
 from worker.amqp import Delivery, QueueNames
+from worker.due_dates import DuePolicy, from_epoch_ms
 from worker.roles.batch import DONE, BatchConsumer, DeadLetter, Disposition, Probe, parse_body
 from worker.roles.consuming import ConsumerOptions
 from worker.store.jobs import JobSizing, NewJob, create_jobs, existing_job_ids
 from worker.store.projects import project_ids_by_key
+from worker.webhooks.urls import WebhookUrlError, check_webhook_url
 
 log = structlog.get_logger(__name__)
 
 
-def parse_request(body: bytes, max_bytes: int, max_identities: int) -> DeletionRequest | DeadLetter:
+def parse_request(
+    body: bytes, max_bytes: int, max_identities: int, allow_private_callbacks: bool = False
+) -> DeletionRequest | DeadLetter:
     if len(body) > max_bytes:
         return DeadLetter(f"limit: message of {len(body)} bytes exceeds {max_bytes}")
     request = parse_body(DeletionRequest, body)
@@ -28,11 +31,16 @@ def parse_request(body: bytes, max_bytes: int, max_identities: int) -> DeletionR
         return request
     if len(request.identities) > max_identities:
         return DeadLetter(f"limit: {len(request.identities)} identities exceed {max_identities}")
+    for url in request.callback_urls or ():
+        try:
+            check_webhook_url(url, allow_private=allow_private_callbacks)
+        except WebhookUrlError as error:
+            return DeadLetter(f"callbackUrls: {error}")
     return request
 
 
-def to_new_job(request: DeletionRequest, project_id: int) -> NewJob:
-    start_at = datetime.fromtimestamp(request.start_at / 1000, tz=UTC) if request.start_at is not None else None
+def to_new_job(request: DeletionRequest, project_id: int, due: DuePolicy) -> NewJob:
+    start_at = from_epoch_ms(request.start_at)
     return NewJob(
         request_id=request.request_id,
         project_id=project_id,
@@ -43,6 +51,9 @@ def to_new_job(request: DeletionRequest, project_id: int) -> NewJob:
         description=request.description,
         display_name=request.display_name,
         reference_id=request.reference_id,
+        regulation=request.regulation,
+        due_at=due.due_at(request.regulation, from_epoch_ms(request.due_at)),
+        callback_urls=tuple(dict.fromkeys(request.callback_urls or ())),  # each once
     )
 
 
@@ -59,9 +70,13 @@ class IntakeRole(BatchConsumer):
         max_bytes: int,
         max_identities: int,
         sizing: JobSizing,
+        due: DuePolicy,
+        allow_private_callbacks: bool = False,
     ) -> None:
         super().__init__("intake", queue, options, probe)
         self.sizing = sizing
+        self.due = due
+        self.allow_private_callbacks = allow_private_callbacks
         self.pool = pool
         self.products = products
         self.notify_channel = notify_channel
@@ -74,7 +89,7 @@ class IntakeRole(BatchConsumer):
         dispositions: list[Disposition] = [DONE] * len(batch)
         parsed: dict[int, DeletionRequest] = {}
         for index, message in enumerate(batch):
-            result = parse_request(message.body, self.max_bytes, self.max_identities)
+            result = parse_request(message.body, self.max_bytes, self.max_identities, self.allow_private_callbacks)
             if isinstance(result, DeadLetter):
                 dispositions[index] = result
             else:
@@ -93,7 +108,7 @@ class IntakeRole(BatchConsumer):
                 if project_id is None:
                     dispositions[index] = DeadLetter("unknown project: no project has this projectKey")
                     continue
-                job = to_new_job(request, project_id)
+                job = to_new_job(request, project_id, self.due)
                 if job.key in jobs:
                     repeated_in_batch += 1  # the same request twice in one batch: one job
                 else:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from worker.amqp import Topology
+from worker.due_dates import DuePolicy
 from worker.handlers.registry import build_handler
 from worker.products import ProductsFile
 from worker.retry import RetryPolicy
@@ -15,14 +16,17 @@ from worker.roles.acks import AcksRole
 from worker.roles.base import Role
 from worker.roles.consuming import ConsumerOptions
 from worker.roles.dispatch import DispatchRole
+from worker.roles.events import EventRelayRole
 from worker.roles.intake import IntakeRole
 from worker.roles.maintenance import MaintenanceRole
+from worker.roles.notify import NotifyRole
 from worker.roles.product import ProductRole
 from worker.roles.reconciler import ReconcilerRole
 from worker.roles.relay import TaskRelay
 from worker.roles.spec import RoleKind, RoleSpec
 from worker.settings import Settings
 from worker.store.jobs import JobSizing
+from worker.store.webhook_fanout import enqueue_deliveries
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,8 @@ def _intake(context: BuildContext, _spec: RoleSpec) -> Role:
         max_bytes=settings.max_message_bytes,
         max_identities=settings.max_identities,
         sizing=context.sizing(),
+        due=DuePolicy(settings),
+        allow_private_callbacks=settings.webhook_allow_private,
     )
 
 
@@ -118,6 +124,7 @@ def _maintenance(context: BuildContext, _spec: RoleSpec) -> Role:
         retention=settings.identity_retention,
         step=settings.retention_step,
         interval=settings.maintenance_interval,
+        at_risk_margin=settings.due_at_risk_margin,
     )
 
 
@@ -131,6 +138,28 @@ def _reconciler(context: BuildContext, _spec: RoleSpec) -> Role:
     )
 
 
+def _events(context: BuildContext, _spec: RoleSpec) -> Role:
+    settings = context.settings
+    return EventRelayRole(
+        context.pool,
+        context.topology,
+        interval=settings.events_interval,
+        lease_seconds=settings.outbox_lease,
+        hooks=[enqueue_deliveries],  # webhook deliveries, made once per event (worker.roles.notify)
+    )
+
+
+def _notify(context: BuildContext, _spec: RoleSpec) -> Role:
+    # Replays are small and rare; a small window keeps the role's memory for deliveries.
+    return NotifyRole(
+        context.topology.webhooks,
+        context.consumer_options(window_max=100),
+        pool=context.pool,
+        probe=context.probe_database,
+        settings=context.settings,
+    )
+
+
 ROLE_BUILDERS: dict[RoleKind, Callable[[BuildContext, RoleSpec], Role]] = {
     "intake": _intake,
     "acks": _acks,
@@ -138,6 +167,8 @@ ROLE_BUILDERS: dict[RoleKind, Callable[[BuildContext, RoleSpec], Role]] = {
     "dispatch": _dispatch,
     "maintenance": _maintenance,
     "reconciler": _reconciler,
+    "events": _events,
+    "notify": _notify,
 }
 
 

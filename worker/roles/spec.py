@@ -11,8 +11,8 @@ from typing import Literal
 
 from worker.errors import UsageError
 
-RoleKind = Literal["intake", "dispatch", "product", "acks", "maintenance", "reconciler"]
-SIMPLE_ROLES: tuple[RoleKind, ...] = ("intake", "dispatch", "acks", "maintenance", "reconciler")
+RoleKind = Literal["intake", "dispatch", "product", "acks", "maintenance", "reconciler", "events", "notify"]
+SIMPLE_ROLES: tuple[RoleKind, ...] = ("intake", "dispatch", "acks", "maintenance", "reconciler", "events", "notify")
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,8 @@ class UnknownRoleError(UsageError):
 
 
 def parse_role(text: str, products: list[str]) -> RoleSpec:
-    """Parse `intake`, `dispatch`, `acks`, `maintenance`, `reconciler` or `product:<name>`
-    (a name from the products file)."""
+    """Parse `intake`, `dispatch`, `acks`, `maintenance`, `reconciler`, `events`, `notify` or
+    `product:<name>` (a name from the products file)."""
     for kind in SIMPLE_ROLES:
         if text == kind:
             return RoleSpec(kind=kind)
@@ -50,5 +50,7 @@ def all_roles(products: list[str]) -> list[RoleSpec]:
         RoleSpec("dispatch"),
         RoleSpec("maintenance"),
         RoleSpec("reconciler"),
+        RoleSpec("events"),
+        RoleSpec("notify"),
         RoleSpec("intake"),
     ]

@@ -2,7 +2,7 @@
 
 Two statements, each its own transaction, and no lock beyond the rows they write:
 
-1. SETTLE_CHUNKS applies a whole batch of acknowledgements. Each level counts only
+1. SETTLE_CHUNKS applies a batch of acknowledgements (SETTLE_SLICE results at a time). Each level counts only
    transitions it actually made (a chunk leaves `waiting` once, a product leaves
    `waiting`/`running` once), so a redelivered acknowledgement changes nothing.
 2. FINISH_JOBS, after that commit, ends the jobs whose every product has ended. Two
@@ -126,7 +126,29 @@ async def finish_jobs(connection: asyncpg.Connection, job_ids: list[int]) -> tup
     return [r["id"] for r in rows if r["status"] == "completed"], [r["id"] for r in rows if r["status"] == "failed"]
 
 
+# Results settled per statement, at most. A batch of acknowledgements can carry hundreds
+# of thousands (a backlog drained after a product was down); one statement for all of
+# them, with the lifecycle-event triggers (migrations/0008), ran past the connection's
+# command timeout under load and was retried in place. Slices keep every statement a few
+# seconds long, and a row of lifecycle events small; each commits on its own, which is
+# safe: settling is idempotent.
+SETTLE_SLICE = 5_000
+
+
 async def apply_acks(connection: asyncpg.Connection, results: list[ChunkResult]) -> AckOutcome:
+    settled = stale = 0
+    completed: list[int] = []
+    failed: list[int] = []
+    for start in range(0, len(results), SETTLE_SLICE):
+        outcome = await _apply_slice(connection, results[start : start + SETTLE_SLICE])
+        settled += outcome.settled
+        stale += outcome.stale
+        completed += outcome.completed
+        failed += outcome.failed
+    return AckOutcome(settled, stale, completed, failed)
+
+
+async def _apply_slice(connection: asyncpg.Connection, results: list[ChunkResult]) -> AckOutcome:
     if not results:
         return AckOutcome(0, 0, [], [])
     row = await connection.fetchrow(

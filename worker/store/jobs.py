@@ -32,6 +32,9 @@ class NewJob:
     display_name: str = ""
     reference_id: str | None = None
     created_by: str | None = None
+    regulation: str | None = None
+    due_at: datetime | None = None
+    callback_urls: tuple[str, ...] = ()
 
     @property
     def key(self) -> tuple[int, str]:
@@ -61,11 +64,13 @@ def chunk_count(identity_count: int, chunk_size: int) -> int:
 CREATE_JOBS = """
 WITH created AS (
     INSERT INTO jobs (request_id, project_id, action, dataset_id, reference_id, description,
-                      display_name, created_by, identity_count, chunk_size, start_at, identity_max_bytes)
-    SELECT r, p, a, d, ref, descr, dn, cb, n, cs, s, mb
+                      display_name, created_by, identity_count, chunk_size, start_at, identity_max_bytes,
+                      regulation, due_at, callback_urls)
+    SELECT r, p, a, d, ref, descr, dn, cb, n, cs, s, mb, reg, due, string_to_array(nullif(urls, ''), E'\n')
     FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
-                $7::text[], $8::text[], $9::int[], $10::int[], $11::timestamptz[], $12::int[])
-         AS t(r, p, a, d, ref, descr, dn, cb, n, cs, s, mb)
+                $7::text[], $8::text[], $9::int[], $10::int[], $11::timestamptz[], $12::int[],
+                $13::text[], $14::timestamptz[], $15::text[])
+         AS t(r, p, a, d, ref, descr, dn, cb, n, cs, s, mb, reg, due, urls)
     ON CONFLICT (project_id, request_id) DO NOTHING
     RETURNING id, project_id, request_id, coalesce(start_at, created_at) AS due_at
 ), queued AS (
@@ -158,6 +163,10 @@ async def _insert_jobs(
             [chunk_size for chunk_size, _ in sizes],
             [j.start_at for j in jobs],
             [per_identity for _, per_identity in sizes],
+            [j.regulation for j in jobs],
+            [j.due_at for j in jobs],
+            # One text per job: URLs hold no whitespace (schemas.messages.CallbackUrl).
+            ["\n".join(j.callback_urls) for j in jobs],
         )
     except asyncpg.exceptions.UniqueViolationError as error:
         if getattr(error, "constraint_name", None) == GLOBAL_REQUEST_ID_CONSTRAINT:
@@ -235,7 +244,15 @@ async def update_workorder_text(
     )
 
 
-JOB_TABLES = ("task_chunks", "product_status", "job_identities", "dispatch_queue", "retention_queue", "running_jobs")
+JOB_TABLES = (
+    "task_chunks",
+    "product_status",
+    "job_identities",
+    "dispatch_queue",
+    "retention_queue",
+    "running_jobs",
+    "due_watch",
+)
 
 
 async def delete_jobs(connection: asyncpg.Connection, job_ids: list[int]) -> None:

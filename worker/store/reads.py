@@ -4,6 +4,7 @@ operators' (`jobs list|show`: counts and ids, never identity values)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -19,7 +20,8 @@ class PageRequest:
 JOB_COLUMNS = """
     j.id, j.request_id, j.project_id, j.workorder_id, j.bundle_id, j.action, j.dataset_id,
     j.reference_id, j.description, j.display_name, j.created_by, j.status, j.errors,
-    j.identity_count, j.created_at, j.updated_at, j.start_at, j.dispatched_at, j.finished_at
+    j.identity_count, j.created_at, j.updated_at, j.start_at, j.dispatched_at, j.finished_at,
+    j.regulation, j.due_at
 """
 
 
@@ -50,7 +52,7 @@ async def project_id_in_org(connection: asyncpg.Connection, project_key: str, or
 # Just what the Jobs API shows: decoding fewer columns is most of a list page's cost.
 JOBS_VIEW_COLUMNS = (
     "j.id, j.description, j.status, j.project_id, j.action, j.reference_id,"
-    " j.created_at, j.updated_at, j.start_at, j.errors"
+    " j.created_at, j.updated_at, j.start_at, j.errors, j.regulation, j.due_at"
 )
 
 
@@ -136,6 +138,22 @@ async def list_jobs(
         " ORDER BY j.id DESC LIMIT $3",
         project_key,
         status,
+        limit,
+    )
+    return [dict(row) for row in rows]
+
+
+async def list_due_jobs(
+    connection: asyncpg.Connection, project_key: str | None, due_before: datetime, limit: int
+) -> list[dict[str, Any]]:
+    """Active jobs due before a time (overdue ones: before now), soonest due first: read
+    through due_watch, which holds only active jobs with a due date."""
+    rows = await connection.fetch(
+        f"SELECT {JOB_COLUMNS}, p.key AS project_key FROM due_watch w"  # noqa: S608
+        " JOIN jobs j ON j.id = w.job_id JOIN projects p ON p.id = j.project_id"
+        " WHERE w.due_at <= $2 AND ($1::text IS NULL OR p.key = $1) ORDER BY w.due_at, w.job_id LIMIT $3",
+        project_key,
+        due_before,
         limit,
     )
     return [dict(row) for row in rows]

@@ -1,0 +1,177 @@
+-- Lifecycle events: every change of a job's status or of a product's status for a job
+-- is written here by a trigger, in the transaction that makes the change, so an event
+-- exists if and only if its change was committed, whichever code path made it. The
+-- events relay (worker.roles.events) publishes them to the `<prefix>.events` topic
+-- exchange and deletes a row once the broker confirmed every event in it.
+--
+-- One row per statement, holding that statement's events as a JSON array: an
+-- acknowledgement batch that settles 500 products writes one row, not 500, which keeps
+-- the cost on the hot path to one insert. The body of each event is what
+-- schemas.events.LifecycleEvent describes; keep the two in step.
+--
+-- Due dates: a job may name the regulation it was requested under and carry the date
+-- its deletion is due; while it is active, `due_watch` holds it, so the maintenance
+-- role finds the jobs at risk or overdue without an index on jobs (see 0002 on why
+-- jobs has none on a column that changes with the status).
+--
+-- Safe on a live database: new tables, nullable columns (no rewrite), new functions and
+-- triggers.
+
+-- callback_urls: where a request asked for its own job's events to be delivered
+-- (worker.roles.notify), besides the project's webhook subscriptions.
+ALTER TABLE jobs ADD COLUMN regulation text, ADD COLUMN due_at timestamptz, ADD COLUMN callback_urls text[];
+
+CREATE TABLE due_watch (
+    job_id        bigint PRIMARY KEY,
+    project_id    bigint NOT NULL,
+    due_at        timestamptz NOT NULL,
+    at_risk_sent  boolean NOT NULL DEFAULT false,
+    overdue_sent  boolean NOT NULL DEFAULT false
+);
+CREATE INDEX due_watch_due_idx ON due_watch (due_at);
+
+CREATE TABLE event_outbox (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    events        json NOT NULL,   -- json, not jsonb: built and read as text, 3x cheaper to build
+    event_count   integer NOT NULL,
+    -- Lease of the relay publishing the row; a relay that dies leaves it to another.
+    claimed_until timestamptz NOT NULL DEFAULT '-infinity',
+    attempts      integer NOT NULL DEFAULT 0
+);
+
+-- The functions below are written set-based (one INSERT per statement, joins instead of
+-- per-row lookups) and the one that builds a body is inlined by the planner: an
+-- acknowledgement batch of 1,500 results pays for its events in one pass.
+
+-- occurredAt: ISO 8601 in UTC with microseconds.
+CREATE FUNCTION deletion_event_time() RETURNS text LANGUAGE sql VOLATILE AS $$
+    SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$$;
+
+-- The body of an event (schemas.events.LifecycleEvent), as a row type: json_agg turns
+-- rows of a known type into objects about a third faster than json_build_object.
+CREATE TYPE deletion_event AS (
+    "eventId"      uuid,
+    "type"         text,
+    "occurredAt"   text,
+    "jobId"        bigint,
+    "requestId"    text,
+    "workorderId"  text,
+    "bundleId"     text,
+    "projectKey"   text,
+    "organization" text,
+    "status"       text,
+    "jobStatus"    text,
+    "product"      text,
+    "products"     json,
+    "error"        text,
+    "regulation"   text,
+    "dueAt"        text
+);
+
+-- VOLATILE like gen_random_uuid() in it: so declared, the planner inlines it into the
+-- calling statement (a STABLE one would run as a query of its own per event, 25-80 us).
+CREATE FUNCTION deletion_event_body(
+    kind text, occurred text, status text, j jobs, project_key text, organization text,
+    product text, error text, products json
+) RETURNS deletion_event LANGUAGE sql VOLATILE AS $$
+    SELECT ROW(
+        gen_random_uuid(), kind, occurred, j.id, j.request_id, j.workorder_id, j.bundle_id,
+        project_key, organization, status, j.status, product, products, error, j.regulation,
+        to_char(j.due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'))::deletion_event
+$$;
+
+-- Every product's status of each job in `job_ids`, as {"name": "status"}.
+CREATE FUNCTION deletion_product_statuses(job_ids bigint[])
+RETURNS TABLE (job_id bigint, products json) LANGUAGE sql STABLE AS $$
+    SELECT ps.job_id, json_object_agg(ps.product, ps.status ORDER BY ps.product)
+    FROM product_status ps WHERE ps.job_id = ANY(job_ids) GROUP BY ps.job_id
+$$;
+
+-- A new job's row is inserted before its products' rows, so job.scheduled carries no
+-- `products`.
+CREATE FUNCTION deletion_jobs_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    occurred text := deletion_event_time();
+BEGIN
+    INSERT INTO event_outbox (events, event_count)
+    SELECT json_agg(
+               deletion_event_body('job.' || n.status, occurred, n.status, n, p.key, p.org_id, NULL, NULL, NULL)
+               ORDER BY n.id),
+           count(*)
+    FROM new_rows n JOIN projects p ON p.id = n.project_id
+    HAVING count(*) > 0;
+    INSERT INTO due_watch (job_id, project_id, due_at)
+    SELECT id, project_id, due_at FROM new_rows WHERE due_at IS NOT NULL AND status IN ('scheduled', 'running');
+    RETURN NULL;
+END $$;
+
+-- Joins, never `= ANY(array)` per row: an acks batch can end 25,000 jobs in one
+-- statement, and a per-row scan of such an array is quadratic.
+CREATE FUNCTION deletion_jobs_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    occurred text := deletion_event_time();
+BEGIN
+    WITH changed AS MATERIALIZED (
+        SELECT n.id FROM new_rows n JOIN old_rows o ON o.id = n.id
+        WHERE n.status IS DISTINCT FROM o.status
+    ), statuses AS (
+        SELECT * FROM deletion_product_statuses(ARRAY(SELECT id FROM changed))
+    )
+    INSERT INTO event_outbox (events, event_count)
+    SELECT json_agg(
+               deletion_event_body(
+                   'job.' || n.status, occurred, n.status, n, p.key, p.org_id, NULL,
+                   (SELECT string_agg(e, '; ') FROM jsonb_array_elements_text(n.errors) e),
+                   coalesce(s.products, '{}'::json))
+               ORDER BY n.id),
+           count(*)
+    FROM new_rows n
+    JOIN changed c ON c.id = n.id
+    JOIN projects p ON p.id = n.project_id
+    LEFT JOIN statuses s ON s.job_id = n.id
+    HAVING count(*) > 0;
+    -- An ended job is no longer watched.
+    DELETE FROM due_watch w USING new_rows n
+    WHERE w.job_id = n.id AND n.status IN ('completed', 'failed', 'cancelled');
+    -- A job whose due date was changed is watched anew.
+    INSERT INTO due_watch (job_id, project_id, due_at)
+    SELECT n.id, n.project_id, n.due_at FROM new_rows n JOIN old_rows o ON o.id = n.id
+    WHERE n.due_at IS DISTINCT FROM o.due_at AND n.due_at IS NOT NULL AND n.status IN ('scheduled', 'running')
+    ON CONFLICT (job_id) DO UPDATE SET due_at = excluded.due_at, at_risk_sent = false, overdue_sent = false;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION deletion_products_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    occurred text := deletion_event_time();
+BEGIN
+    WITH changed AS MATERIALIZED (
+        SELECT n.job_id, n.product, n.status, n.error
+        FROM new_rows n JOIN old_rows o ON o.job_id = n.job_id AND o.product = n.product
+        WHERE n.status IS DISTINCT FROM o.status
+    ), statuses AS (
+        SELECT * FROM deletion_product_statuses(ARRAY(SELECT DISTINCT job_id FROM changed))
+    )
+    INSERT INTO event_outbox (events, event_count)
+    SELECT json_agg(
+               deletion_event_body(
+                   'product.' || c.product || '.' || c.status, occurred, c.status, j, p.key, p.org_id,
+                   c.product, c.error, s.products)
+               ORDER BY c.job_id, c.product),
+           count(*)
+    FROM changed c
+    JOIN jobs j ON j.id = c.job_id
+    JOIN projects p ON p.id = j.project_id
+    JOIN statuses s ON s.job_id = c.job_id
+    HAVING count(*) > 0;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER jobs_lifecycle_events_inserted AFTER INSERT ON jobs
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION deletion_jobs_inserted();
+CREATE TRIGGER jobs_lifecycle_events_updated AFTER UPDATE ON jobs
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION deletion_jobs_updated();
+CREATE TRIGGER product_status_lifecycle_events AFTER UPDATE ON product_status
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION deletion_products_updated();

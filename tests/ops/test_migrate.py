@@ -93,6 +93,41 @@ async def test_a_migration_waits_for_a_long_transaction_instead_of_blocking_ever
         await writer.close()
 
 
+async def test_a_migration_that_loses_a_deadlock_to_a_writer_is_tried_again(
+    empty_database: str, tmp_path: Path
+) -> None:
+    """A migration changing two tables can deadlock with a writer that takes them in the
+    other order (seen in the rolling-upgrade test: 0008 adds triggers on jobs and
+    product_status while the old release writes both). Postgres aborts one side; when
+    that is the migration, it is tried again, not reported as failed."""
+    files = tmp_path / "m"
+    files.mkdir()
+    (files / "0001_t.sql").write_text("CREATE TABLE a (x int); CREATE TABLE b (x int);")
+    await apply_migrations(empty_database, files)
+    # The migration's session checks for a deadlock soon after it starts waiting (and so
+    # is the victim); the writer's check would come much later.
+    admin = await asyncpg.connect(empty_database)
+    await admin.execute(f"ALTER DATABASE {empty_database.rsplit('/', 1)[1]} SET deadlock_timeout = '100ms'")
+    await admin.close()
+    # The pause lets the writer queue for b before the migration asks for a.
+    (files / "0002_both.sql").write_text(
+        "ALTER TABLE b ADD COLUMN y int; SELECT pg_sleep(0.5); ALTER TABLE a ADD COLUMN y int;"
+    )
+    writer = await asyncpg.connect(empty_database)
+    try:
+        await writer.execute("SET deadlock_timeout = '5s'")
+        transaction = writer.transaction()
+        await transaction.start()
+        await writer.execute("INSERT INTO a (x) VALUES (1)")  # holds a
+        migrating = asyncio.create_task(apply_migrations(empty_database, files))
+        await asyncio.sleep(0.25)  # the migration holds b
+        await writer.execute("INSERT INTO b (x) VALUES (1)")  # waits for b, then for a: a deadlock
+        await transaction.commit()
+        assert await asyncio.wait_for(migrating, 60) == ["0002_both.sql"]
+    finally:
+        await writer.close()
+
+
 async def test_a_no_transaction_migration_rebuilds_an_index_a_failed_concurrent_build_left(
     empty_database: str, tmp_path: Path
 ) -> None:

@@ -8,7 +8,8 @@
   applies both at once.
 - A file runs in one transaction under `lock_timeout`: a migration that would queue
   behind a long transaction (and block every writer behind itself) gives up and is
-  tried again a little later, up to LOCK_ATTEMPTS times.
+  tried again a little later, up to LOCK_ATTEMPTS times; so does one that Postgres chose
+  as the victim of a deadlock with a writer.
 - A file whose first line is `-- migrate: no-transaction` runs statement by statement,
   outside a transaction (CREATE INDEX CONCURRENTLY needs that); its statements must be
   safe to run again. An index that a failed concurrent build left invalid is dropped
@@ -91,8 +92,10 @@ async def _apply(connection: asyncpg.Connection, name: str, sql: str) -> None:
                     await connection.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
                     await connection.execute(sql)
                     await connection.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
-        except asyncpg.exceptions.LockNotAvailableError:
-            log.warning("migration_waiting_for_a_lock", migration=name, attempt=attempt)
+        except (asyncpg.exceptions.LockNotAvailableError, asyncpg.exceptions.DeadlockDetectedError) as error:
+            # A deadlock with a writer (a file changing two tables the running release
+            # writes in the other order) rolled the whole file back: the same retry.
+            log.warning("migration_waiting_for_a_lock", migration=name, attempt=attempt, sqlstate=error.sqlstate)
             await asyncio.sleep(min(10.0, 0.5 * attempt))  # writers go through meanwhile
         else:
             return

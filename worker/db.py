@@ -78,6 +78,10 @@ async def create_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
         "init": init_connection,
         "command_timeout": 60,
         "connection_class": PooledConnection,
+        # Short batch statements (unnest of a few thousand values, CTE chains) whose row
+        # estimates are far off: with the server's default JIT, Postgres compiled plans for
+        # a second or two to run them in milliseconds.
+        "server_settings": {"jit": "off"},
     }
     options.update(overrides)
     pool = await asyncpg.create_pool(settings.database_url, **options)

@@ -4,12 +4,14 @@ speed is judged by running the bench, not by tests)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import aio_pika
 import asyncpg
 import pytest
 
 from worker.amqp.topology import Topology
+from worker.bench.environment import bench_environment
 from worker.bench.report import TARGETS, measurements, render, summary
 from worker.bench.run import STEP_COUNT, BenchOptions, run_bench
 from worker.settings import Settings
@@ -101,3 +103,23 @@ async def test_skipped_steps_and_cleanup(make_settings: Callable[..., Settings])
                 await channel.declare_queue(name, passive=True)
     finally:
         await connection.close()
+
+
+async def test_a_bench_without_events_has_its_event_triggers_off(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """`bench --no-events` measures the pipeline as it was before lifecycle events: the
+    same schema, the triggers that write the event outbox disabled."""
+    settings = make_settings("")
+    for events, expected in ((False, "D"), (True, "O")):
+        async with bench_environment(settings, 1, tmp_path, events=events) as env:
+            connection = await asyncpg.connect(env.database_url)
+            try:
+                states = await connection.fetch(
+                    "SELECT tgname, tgenabled::text AS tgenabled FROM pg_trigger WHERE NOT tgisinternal"
+                    " AND tgrelid IN ('jobs'::regclass, 'product_status'::regclass)"
+                )
+            finally:
+                await connection.close()
+        assert len(states) == 3
+        assert {row["tgenabled"] for row in states} == {expected}

@@ -23,8 +23,8 @@ PARKED = 4_102_444_800_000  # startAt in 2100: the jobs stay scheduled, nothing 
 
 async def _due_events(pool: asyncpg.Pool, job_ids: list[int]) -> list[tuple[int, str]]:
     rows = await pool.fetch(
-        "SELECT (e->>'jobId')::bigint AS job_id, e->>'type' AS type FROM event_outbox, json_array_elements(events) e"
-        " WHERE (e->>'jobId')::bigint = ANY($1::bigint[]) AND e->>'type' IN ('job.at_risk', 'job.overdue')"
+        "SELECT e.job_id, e.type FROM event_outbox, unnest(events) e"
+        " WHERE e.job_id = ANY($1::bigint[]) AND e.type IN ('job.at_risk', 'job.overdue')"
         " ORDER BY 1, 2",
         job_ids,
     )

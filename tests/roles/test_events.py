@@ -253,8 +253,7 @@ async def test_a_refused_event_keeps_its_row_and_hooks_run_once_per_event(
 
 async def _events_for(connection: asyncpg.Connection, job_id: int) -> list[str]:
     rows = await connection.fetch(
-        "SELECT e->>'type' AS type FROM event_outbox, json_array_elements(events) e"
-        " WHERE (e->>'jobId')::bigint = $1 ORDER BY id, e->>'occurredAt'",
+        "SELECT e.type FROM event_outbox, unnest(events) WITH ORDINALITY e WHERE e.job_id = $1 ORDER BY id, ordinality",
         job_id,
     )
     return [row["type"] for row in rows]

@@ -138,8 +138,15 @@ def products_toml(count: int) -> str:
     )
 
 
+# `bench --no-events`: the pipeline as it was before lifecycle events, to see what they
+# cost. Only the event triggers (migrations/0008) are user triggers on these tables.
+WITHOUT_EVENTS = "ALTER TABLE jobs DISABLE TRIGGER USER; ALTER TABLE product_status DISABLE TRIGGER USER"
+
+
 @contextlib.asynccontextmanager
-async def bench_environment(settings: Settings, product_count: int, workdir: Path) -> AsyncIterator[BenchEnvironment]:
+async def bench_environment(
+    settings: Settings, product_count: int, workdir: Path, *, events: bool = True
+) -> AsyncIterator[BenchEnvironment]:
     name = f"dwbench_{secrets.token_hex(4)}"
     parts = urlsplit(settings.database_url)
     database_url = urlunsplit(parts._replace(path=f"/{name}"))
@@ -158,6 +165,8 @@ async def bench_environment(settings: Settings, product_count: int, workdir: Pat
         connection = await asyncpg.connect(database_url)
         try:
             await connection.execute("CREATE SCHEMA bench")
+            if not events:
+                await connection.execute(WITHOUT_EVENTS)
             for i in range(1, product_count + 1):
                 await connection.execute(f"CREATE TABLE bench.t{i} (user_id text NOT NULL, payload text)")
             _, environment.project_key = await create_project(connection, "bench", "bench")

@@ -46,6 +46,8 @@ class BenchOptions:
     # then this many work orders of `identities` at once.
     backlog: int = 50_000
     orders: int = 10
+    # False: the event triggers disabled in the bench's database (what events cost).
+    events: bool = True
 
 
 class StepClock:
@@ -205,7 +207,7 @@ async def run_bench(settings: Settings, options: BenchOptions, advance: Advance)
             ceiling = asdict(await measure_ceiling(settings.amqp_url, options.requests))
         report["ceiling"] = ceiling
     with tempfile.TemporaryDirectory(prefix="dwbench-") as workdir:
-        async with bench_environment(settings, options.products, Path(workdir)) as env:
+        async with bench_environment(settings, options.products, Path(workdir), events=options.events) as env:
             report["environment"] = {"database": env.database_name, "topology_prefix": env.prefix}
             report.update(await _steps_in_environment(env, options, ceiling, clock))
     if ceiling and "pipeline" in report:

@@ -92,6 +92,12 @@ async def _stopped_by_sigterm_too(work: Coroutine[Any, Any, T]) -> T:
     show_default=True,
     help="0: one worker process with every role; N: one process per role, N copies of each consumer role.",
 )
+@click.option(
+    "--events/--no-events",
+    default=True,
+    show_default=True,
+    help="--no-events: lifecycle-event triggers off in the bench's database, to measure what events cost.",
+)
 @click.option("--skip", multiple=True, type=click.Choice(STEPS), help="Leave a step out; repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of tables.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON report here.")
@@ -107,6 +113,7 @@ def bench_command(
     copies_per_role: int,
     backlog: int,
     orders: int,
+    events: bool,
     skip: tuple[str, ...],
     as_json: bool,
     output: Path | None,
@@ -119,7 +126,7 @@ def bench_command(
     options = BenchOptions(
         requests=requests, identities=identities, products=products, api_jobs=api_jobs, api_clients=api_clients,
         api_requests=api_requests, paced_seconds=paced_seconds, paced_rate=paced_rate, skip=frozenset(skip),
-        copies_per_role=copies_per_role, backlog=backlog, orders=orders,
+        copies_per_role=copies_per_role, backlog=backlog, orders=orders, events=events,
     )  # fmt: skip
     try:
         with progress(STEP_COUNT, "bench") as advance:

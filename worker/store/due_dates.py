@@ -28,8 +28,9 @@ WITH due AS (
     RETURNING w.job_id, d.kind
 ), told AS (
     INSERT INTO event_outbox (events, event_count)
-    SELECT json_agg(deletion_event_body(m.kind, deletion_event_time(), j.status, j, p.key, p.org_id,
-                                        NULL, NULL, coalesce(s.products, '{}'::json)) ORDER BY j.id),
+    SELECT array_agg(ROW(m.kind, j.status, j.id, j.request_id, j.workorder_id, j.bundle_id, p.key, p.org_id,
+                         j.status, NULL, coalesce(s.names, '{}'), coalesce(s.statuses, '{}'), NULL,
+                         j.regulation, j.due_at)::deletion_event_change ORDER BY j.id),
            count(*)
     FROM marked m
     JOIN jobs j ON j.id = m.job_id

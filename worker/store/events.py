@@ -1,5 +1,5 @@
-"""The event outbox (migrations/0008): rows of lifecycle events that database triggers
-wrote in the transactions that made the changes, read back by the events relay.
+"""The event outbox (migrations/0008): rows of the changes that database triggers wrote
+in the transactions that made them, read back by the events relay as lifecycle events.
 
 A row is leased while a relay publishes it and deleted once the broker confirmed all of
 its events; a relay that dies leaves the lease to run out and another publishes the row
@@ -8,11 +8,12 @@ again (events are at least once; consumers deduplicate by eventId).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import asyncpg
-import orjson
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,7 @@ async def claim(
 ) -> list[EventBatch]:
     """Rows nobody holds a lease on, oldest first, up to `max_rows` rows and about
     `max_events` events (at least one row, however many: a statement's events are one
-    row). Counted in events, not stored bytes: `events` is compressed on disk, ten to
-    one, and it is the parsed events that take a relay's memory."""
+    row), with their changes made into events."""
     async with connection.transaction():
         candidates = await connection.fetch(
             "SELECT id, event_count FROM event_outbox WHERE claimed_until < clock_timestamp()"
@@ -48,15 +48,73 @@ async def claim(
             total += row["event_count"]
         if not taken:
             return []
-        rows = await connection.fetch(
-            "UPDATE event_outbox SET claimed_until = clock_timestamp() + make_interval(secs => $2),"
-            " attempts = attempts + 1 WHERE id = ANY($1::bigint[]) RETURNING id, events::text AS events",
-            taken,
-            lease_seconds,
-        )
-    batches = [EventBatch(row["id"], orjson.loads(row["events"])) for row in rows]
-    batches.sort(key=lambda batch: batch.outbox_id)
-    return batches
+        rows = await connection.fetch(LEASE, taken, lease_seconds)
+    batches: dict[int, EventBatch] = {}
+    for row in rows:
+        outbox_id = row["outbox_id"]
+        batch = batches.get(outbox_id)
+        if batch is None:
+            batch = batches[outbox_id] = EventBatch(outbox_id, [])
+        batch.events.append(lifecycle_event(row))
+    return [batches[key] for key in sorted(batches)]
+
+
+# The changes of the leased rows, one row each, in the order the trigger wrote them.
+LEASE = """
+WITH leased AS (
+    UPDATE event_outbox SET claimed_until = clock_timestamp() + make_interval(secs => $2), attempts = attempts + 1
+    WHERE id = ANY($1::bigint[])
+    RETURNING id, occurred_at, events
+)
+SELECT l.id AS outbox_id, l.occurred_at, e.*
+FROM leased l CROSS JOIN LATERAL unnest(l.events) WITH ORDINALITY AS e
+ORDER BY l.id, e.ordinality
+"""
+
+
+def event_id(occurred: datetime, outbox_id: int, ordinal: int) -> str:
+    """A UUID (version 8, RFC 9562) unique to one event and the same every time its row is
+    published: the row's time in milliseconds (ids stay time-ordered, and a row id that a
+    restored database hands out again does not repeat an old event's), then the event's
+    place in its row (26 bits) and the row's id (48 bits)."""
+    millis = int(occurred.timestamp() * 1000) & (1 << 48) - 1
+    value = (
+        millis << 80
+        | 0x8 << 76
+        | (ordinal >> 14 & 0xFFF) << 64
+        | 0b10 << 62
+        | (ordinal & 0x3FFF) << 48
+        | outbox_id & (1 << 48) - 1
+    )
+    return str(uuid.UUID(int=value))
+
+
+def lifecycle_event(row: asyncpg.Record) -> dict[str, object]:
+    """The event (schemas.events.LifecycleEvent, fields in its order) of one change."""
+    names = row["product_names"]
+    due_at = row["due_at"]
+    return {
+        "eventId": event_id(row["occurred_at"], row["outbox_id"], row["ordinality"]),
+        "type": row["type"],
+        "occurredAt": row["occurred_at"].astimezone(UTC).strftime(OCCURRED_FORMAT),
+        "jobId": row["job_id"],
+        "requestId": row["request_id"],
+        "workorderId": row["workorder_id"],
+        "bundleId": row["bundle_id"],
+        "projectKey": row["project_key"],
+        "organization": row["organization"],
+        "status": row["status"],
+        "jobStatus": row["job_status"],
+        "product": row["product"],
+        "products": None if names is None else dict(zip(names, row["product_statuses"], strict=True)),
+        "error": row["error"],
+        "regulation": row["regulation"],
+        "dueAt": None if due_at is None else due_at.astimezone(UTC).strftime(DUE_FORMAT),
+    }
+
+
+OCCURRED_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+DUE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 async def relayed(connection: asyncpg.Connection, batches: list[EventBatch], hooks: list[RelayedHook]) -> None:

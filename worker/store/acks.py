@@ -38,6 +38,10 @@ class ChunkResult:
     product: str
     status: str  # success | failed
     error: str | None
+    deleted: int | None = None
+    not_found: int | None = None
+    # A failed result's identities that failed, when not all did: (namespace, value, reason).
+    failures: tuple[tuple[str, str, str | None], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -48,20 +52,69 @@ class AckOutcome:
     failed: list[int]
 
 
+# Counts and failed identities are settled with the chunk they belong to, in the same
+# statement. Failure rows are written only for identities a product named; a chunk that
+# failed as a whole writes none (see migrations/0013). The chunk's identities are found
+# by the names given (`named`): hashed against the chunk's seq range, once per chunk.
 SETTLE_CHUNKS = """
 WITH input AS (
-    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[])
-        AS t(task_id, job_id, product, status, error)
+    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[])
+        AS t(task_id, job_id, product, status, error, deleted, not_found)
+), failures AS (
+    SELECT * FROM unnest($8::uuid[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::text[])
+        AS f(task_id, job_id, product, namespace, value, reason)
+), named AS MATERIALIZED (
+    SELECT c.task_id, c.job_id, c.product, c.chunk_no, ji.seq, min(f.reason) AS reason
+    FROM (SELECT DISTINCT task_id, job_id, product FROM failures) AS fc
+    JOIN task_chunks c ON c.task_id = fc.task_id AND c.job_id = fc.job_id AND c.product = fc.product
+                      AND c.status = 'waiting'
+    JOIN job_identities ji ON ji.job_id = c.job_id AND ji.seq >= c.seq_from AND ji.seq < c.seq_to
+    JOIN failures f ON f.task_id = c.task_id AND f.job_id = c.job_id AND f.product = c.product
+                   AND f.namespace = ji.namespace AND f.value = ji.value
+    GROUP BY c.task_id, c.job_id, c.product, c.chunk_no, ji.seq
+), named_counts AS (
+    SELECT task_id, job_id, product, count(*)::int AS n FROM named GROUP BY task_id, job_id, product
 ), settled AS (
-    UPDATE task_chunks c SET status = i.status, error = i.error, acked_at = now()
+    UPDATE task_chunks c SET status = i.status, error = i.error, acked_at = now(),
+        deleted = CASE WHEN i.deleted IS NULL THEN c.deleted ELSE coalesce(c.deleted, 0) + i.deleted END,
+        not_found = CASE WHEN i.not_found IS NULL THEN c.not_found ELSE coalesce(c.not_found, 0) + i.not_found END,
+        -- A chunk sent again with only its failed identities, failing as a whole again:
+        -- the same identities failed (its failure rows stay).
+        identities_failed = CASE WHEN i.status = 'success' THEN 0
+                                 WHEN nc.n IS NOT NULL THEN nc.n
+                                 WHEN c.failures_listed THEN c.identities_failed
+                                 ELSE c.seq_to - c.seq_from END,
+        failures_listed = CASE WHEN i.status = 'success' THEN NULL
+                               WHEN nc.n IS NOT NULL THEN true
+                               ELSE c.failures_listed END
     FROM input i
+    LEFT JOIN named_counts nc ON nc.task_id = i.task_id AND nc.job_id = i.job_id AND nc.product = i.product
     WHERE c.task_id = i.task_id AND c.job_id = i.job_id AND c.product = i.product AND c.status = 'waiting'
-    RETURNING c.task_id, c.job_id, c.product, c.status, c.error
+    RETURNING c.task_id, c.job_id, c.product, c.seq_from, c.seq_to, c.status, c.error, c.retries,
+              c.identities_failed, nc.n IS NOT NULL AS named_now,
+              i.deleted AS new_deleted, i.not_found AS new_not_found
+), recorded AS (
+    INSERT INTO identity_failures (job_id, product, seq, chunk_no, reason)
+    SELECT n.job_id, n.product, n.seq, n.chunk_no, n.reason
+    FROM named n JOIN settled s ON s.task_id = n.task_id AND s.job_id = n.job_id AND s.product = n.product
+    ON CONFLICT (job_id, product, seq) DO UPDATE SET reason = excluded.reason, failed_at = excluded.failed_at
+), cleared AS (
+    -- Only a chunk that was sent again has failure rows to clear: those it no longer
+    -- failed (disjoint from what `recorded` writes).
+    DELETE FROM identity_failures f USING settled s
+    WHERE s.retries IS NOT NULL AND f.job_id = s.job_id AND f.product = s.product
+      AND f.seq >= s.seq_from AND f.seq < s.seq_to
+      AND (s.status = 'success'
+           OR (s.named_now AND NOT EXISTS (SELECT 1 FROM named n
+                                           WHERE n.job_id = f.job_id AND n.product = f.product AND n.seq = f.seq)))
 ), per_product AS (
     SELECT job_id, product,
            count(*) FILTER (WHERE status = 'success') AS ok,
            count(*) FILTER (WHERE status = 'failed') AS bad,
-           min(error) FILTER (WHERE status = 'failed') AS error
+           min(error) FILTER (WHERE status = 'failed') AS error,
+           sum(new_deleted)::bigint AS deleted,
+           sum(new_not_found)::bigint AS not_found,
+           sum(identities_failed)::int AS identities_failed
     FROM settled GROUP BY job_id, product
 ), products_updated AS (
     UPDATE product_status ps SET
@@ -72,6 +125,12 @@ WITH input AS (
             WHEN ps.chunks_success + pp.ok + ps.chunks_failed + pp.bad < ps.chunks_total THEN 'running'
             WHEN ps.chunks_failed + pp.bad > 0 THEN 'failed'
             ELSE 'success' END,
+        deleted = CASE WHEN pp.deleted IS NULL THEN ps.deleted ELSE coalesce(ps.deleted, 0) + pp.deleted END,
+        not_found = CASE WHEN pp.not_found IS NULL THEN ps.not_found ELSE coalesce(ps.not_found, 0) + pp.not_found END,
+        identities_failed = coalesce(ps.identities_failed, 0) + pp.identities_failed,
+        finished_at = CASE
+            WHEN ps.chunks_success + pp.ok + ps.chunks_failed + pp.bad < ps.chunks_total THEN NULL
+            ELSE now() END,
         created_at = now()
     FROM per_product pp
     WHERE ps.job_id = pp.job_id AND ps.product = pp.product AND ps.status IN ('waiting', 'running')
@@ -90,10 +149,12 @@ SELECT (SELECT count(*) FROM settled) AS settled,
 """
 
 # Ends the jobs among $1 whose every product has ended (a job without products has);
-# returns them with their status.
+# returns them with their status. A job changed since this statement's snapshot (a retry
+# of what failed made it `running` again, worker.store.retry_failed) is left alone: its
+# outcome was read before the change; the next acknowledgement or the reconciler ends it.
 FINISH_JOBS = """
 WITH outcome AS (
-    SELECT j.id AS job_id,
+    SELECT j.id AS job_id, (SELECT updated_at FROM jobs WHERE id = j.id) AS seen_updated_at,
            coalesce(bool_and(ps.status IN ('success', 'failed', 'cancelled', 'skipped')), true) AS ended,
            coalesce(bool_or(ps.status = 'failed'), false) AS any_failed,
            jsonb_agg(ps.product || ': ' || coalesce(ps.error, ps.status) ORDER BY ps.product)
@@ -107,7 +168,7 @@ WITH outcome AS (
         finished_at = now(),
         updated_at = now()
     FROM outcome o
-    WHERE j.id = o.job_id AND o.ended AND j.status = 'running'
+    WHERE j.id = o.job_id AND o.ended AND j.status = 'running' AND j.updated_at IS NOT DISTINCT FROM o.seen_updated_at
     RETURNING j.id, j.status, j.finished_at
 ), queued AS (
     INSERT INTO retention_queue (finished_at, job_id) SELECT finished_at, id FROM finished
@@ -151,6 +212,7 @@ async def apply_acks(connection: asyncpg.Connection, results: list[ChunkResult])
 async def _apply_slice(connection: asyncpg.Connection, results: list[ChunkResult]) -> AckOutcome:
     if not results:
         return AckOutcome(0, 0, [], [])
+    failures = [(r, namespace, value, reason) for r in results for namespace, value, reason in r.failures]
     row = await connection.fetchrow(
         SETTLE_CHUNKS,
         [r.task_id for r in results],
@@ -158,6 +220,14 @@ async def _apply_slice(connection: asyncpg.Connection, results: list[ChunkResult
         [r.product for r in results],
         [r.status for r in results],
         [r.error for r in results],
+        [r.deleted for r in results],
+        [r.not_found for r in results],
+        [r.task_id for r, _, _, _ in failures],
+        [r.job_id for r, _, _, _ in failures],
+        [r.product for r, _, _, _ in failures],
+        [namespace for _, namespace, _, _ in failures],
+        [value for _, _, value, _ in failures],
+        [reason for _, _, _, reason in failures],
     )
     assert row is not None
     completed, failed = await finish_jobs(connection, row["to_check"])

@@ -117,6 +117,7 @@ async def hash_expired_identities(
         shown: dict[int, dict[str, str]] = defaultdict(dict)
         for row, digest in zip(rows, hashes, strict=True):
             shown[row["job_id"]][row["value"]] = shown_hash(digest)
+        await _scrub_failure_reasons(connection, rows, hashes)
         done = {row["job_id"] for row in await connection.fetch(FINISH, list(jobs))}
         await _scrub_job_text(connection, key, jobs, shown, done)
     return len(done), len(rows)
@@ -196,6 +197,25 @@ async def _scrub_errors(connection: asyncpg.Connection, values_by_job: dict[int,
                 f" WHERE t.job_id = u.job_id AND t.product = u.product{key}",
                 *(list(column) for column in zip(*subset, strict=True)),
             )
+
+
+async def _scrub_failure_reasons(
+    connection: asyncpg.Connection, rows: list[asyncpg.Record], hashes: list[bytes]
+) -> None:
+    """A product's reason for an identity's failure (identity_failures) may quote that
+    identity: it reads the identity's hash instead, in the step that hashes its value."""
+    await connection.execute(
+        """
+        UPDATE identity_failures f SET reason = replace(f.reason, x.value, x.shown)
+        FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[]) AS x(job_id, seq, value, shown)
+        WHERE f.job_id = ANY($5::bigint[]) AND f.job_id = x.job_id AND f.seq = x.seq AND strpos(f.reason, x.value) > 0
+        """,
+        [row["job_id"] for row in rows],
+        [row["seq"] for row in rows],
+        [row["value"] for row in rows],
+        [shown_hash(digest) for digest in hashes],
+        sorted({row["job_id"] for row in rows}),
+    )
 
 
 async def identity_in_job(connection: asyncpg.Connection, key: bytes, job_id: int, namespace: str, value: str) -> bool:

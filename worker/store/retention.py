@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from collections import defaultdict
 from datetime import timedelta
@@ -144,7 +145,9 @@ async def _scrub_job_text(
             values[reference] = shown_hash(identity_hash(key, REFERENCE_NAMESPACE, reference))
             reference = values[reference]
         values_by_job[job_id] = values
-        errors = [redact(error, values) for error in row["errors"]] if row["errors"] else row["errors"]
+        # As JSON text: asyncpg takes a list inside an array parameter for a dimension of
+        # the array, and a step with one job's errors beside another's NULL was refused.
+        errors = json.dumps([redact(error, values) for error in row["errors"]]) if row["errors"] else None
         updates.append(
             (
                 job_id,
@@ -159,9 +162,9 @@ async def _scrub_job_text(
         await connection.execute(
             """
             UPDATE jobs j SET reference_id = u.reference_id, description = u.description,
-                              display_name = u.display_name, errors = u.errors,
+                              display_name = u.display_name, errors = u.errors::jsonb,
                               identities_hashed_at = CASE WHEN u.done THEN now() ELSE j.identities_hashed_at END
-            FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::bool[])
+            FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[])
                 AS u(id, reference_id, description, display_name, errors, done)
             WHERE j.id = u.id
             """,

@@ -78,7 +78,7 @@ def identities_command(
 def retry_command(job_id: int, products: tuple[str, ...]) -> None:
     """Send only what failed again: the failed chunks of a running or failed job (of a
     chunk whose failed identities the product named, only those). The job is running
-    again until the new acknowledgements end it. Exit 5 (refused) when nothing failed."""
+    again until the new acknowledgements end it. Exit 4 (refused) when nothing failed."""
     loaded = common.settings()
     configured = common.products(loaded).names
     channel = Topology.for_settings(loaded, configured).due_channel

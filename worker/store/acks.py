@@ -25,6 +25,7 @@ statement 40 % slower on every batch: not worth it for a rare, recovered event.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 
@@ -107,15 +108,6 @@ WITH input AS (
     SELECT n.job_id, n.product, n.seq, n.chunk_no, n.reason
     FROM named n WHERE (n.task_id, n.job_id, n.product) IN (SELECT task_id, job_id, product FROM settled)
     ON CONFLICT (job_id, product, seq) DO UPDATE SET reason = excluded.reason, failed_at = excluded.failed_at
-), cleared AS (
-    -- Only a chunk that was sent again has failure rows to clear: those it no longer
-    -- failed (disjoint from what `recorded` writes).
-    DELETE FROM identity_failures f USING settled s
-    WHERE s.retries IS NOT NULL AND f.job_id = s.job_id AND f.product = s.product
-      AND f.seq >= s.seq_from AND f.seq < s.seq_to
-      AND (s.status = 'success'
-           OR (s.named_now AND NOT EXISTS (SELECT 1 FROM named n
-                                           WHERE n.job_id = f.job_id AND n.product = f.product AND n.seq = f.seq)))
 ), per_product AS (
     SELECT job_id, product,
            count(*) FILTER (WHERE status = 'success') AS ok,
@@ -154,7 +146,21 @@ SELECT (SELECT count(*) FROM settled) AS settled,
              SELECT DISTINCT i.job_id FROM input i
              WHERE NOT EXISTS (SELECT 1 FROM settled s
                                WHERE s.task_id = i.task_id AND s.job_id = i.job_id AND s.product = i.product))
-           AS to_check
+           AS to_check,
+       -- Chunks sent again whose earlier failure rows may now be done (see clear_retried).
+       (SELECT json_agg(json_build_array(job_id, product, seq_from, seq_to)) FROM settled
+        WHERE retries IS NOT NULL AND (status = 'success' OR named_now)) AS retried
+"""
+
+# A chunk sent again (worker.store.retry_failed) that succeeded, or failed naming its
+# identities anew: its failure rows not written by this transaction are done. Driven by
+# the few chunks in $1.. (never by a scan of identity_failures, which grows with every
+# failure kept), in the settle's own transaction.
+CLEAR_RETRIED = """
+DELETE FROM identity_failures f
+USING unnest($1::bigint[], $2::text[], $3::int[], $4::int[]) AS r(job_id, product, seq_from, seq_to)
+WHERE f.job_id = r.job_id AND f.product = r.product AND f.seq >= r.seq_from AND f.seq < r.seq_to
+  AND f.failed_at < now()
 """
 
 # Ends the jobs among $1 whose every product has ended (a job without products has);
@@ -222,18 +228,25 @@ async def _apply_slice(connection: asyncpg.Connection, results: list[ChunkResult
     if not results:
         return AckOutcome(0, 0, [], [])
     failures = [(r, namespace, value, reason) for r in results for namespace, value, reason in r.failures]
-    if failures:
-        # Named failures are matched against their chunks' identities by a hash join; the
-        # planner, which cannot see how many identities a chunk holds, chose a merge join
-        # that sorted them all on disk (100,000 identities, 1,000 names: 0.64 s, hashed 0.25 s).
-        async with connection.transaction():
+    # One transaction: the settle and the clearing of what a retried chunk no longer
+    # fails commit together.
+    async with connection.transaction():
+        if failures:
+            # Named failures are matched against their chunks' identities by a hash join;
+            # the planner, which cannot see how many identities a chunk holds, chose a
+            # merge join that sorted them all on disk (100,000 identities, 1,000 names:
+            # 0.64 s; hashed, 0.25 s).
             await connection.execute("SET LOCAL enable_mergejoin = off")
-            row = await _settle(connection, results, failures)
-    else:
         row = await _settle(connection, results, failures)
-    assert row is not None
+        assert row is not None
+        if row["retried"] is not None:
+            await clear_retried(connection, json.loads(row["retried"]))
     completed, failed = await finish_jobs(connection, row["to_check"])
     return AckOutcome(settled=row["settled"], stale=row["stale"], completed=completed, failed=failed)
+
+
+async def clear_retried(connection: asyncpg.Connection, chunks: list[list[object]]) -> None:
+    await connection.execute(CLEAR_RETRIED, *(list(column) for column in zip(*chunks, strict=True)))
 
 
 async def _settle(

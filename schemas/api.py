@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
 from schemas.messages import MAX_CALLBACK_URLS, MAX_IDENTITIES, CallbackUrl, Identity, Regulation, ShortText, Text
 
@@ -89,7 +89,8 @@ class WorkOrderCreate(BaseModel):
     regulation: Regulation | None = None
     dueAt: AwareDatetime | None = Field(default=None, description="Overrides the regulation's deadline")
     callbackUrls: list[CallbackUrl] | None = Field(default=None, max_length=MAX_CALLBACK_URLS)
-    dryRun: bool = Field(default=False, description="Every product counts what it would delete; nothing is deleted")
+    # Strict: a flag that decides whether data is deleted is never guessed from 0, "no" or "false".
+    dryRun: StrictBool = Field(default=False, description="Every product counts what it would delete; deletes nothing")
 
 
 class WorkOrderUpdate(BaseModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, with_config
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, with_config
 from typing_extensions import TypedDict
 
 MAX_IDENTITIES = 100_000
@@ -65,7 +65,8 @@ class DeletionRequest(Message):
     callback_urls: list[CallbackUrl] | None = Field(
         default=None, alias="callbackUrls", max_length=MAX_CALLBACK_URLS, description="Also sent this job's events"
     )
-    dry_run: bool = Field(
+    # Strict: whether data is deleted is never guessed from 0, "no" or "false".
+    dry_run: StrictBool = Field(
         default=False, alias="dryRun", description="Count what would be deleted, per product; delete nothing"
     )
 

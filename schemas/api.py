@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
 from schemas.messages import MAX_CALLBACK_URLS, MAX_IDENTITIES, CallbackUrl, Identity, Regulation, ShortText, Text
 
@@ -17,6 +17,33 @@ WorkOrderStatus = Literal["received", "processing", "completed", "failed", "canc
 # `skipped`: the product was named when the job was created but is no longer configured
 # where it was dispatched (the job's errors say so).
 ProductStatus = Literal["waiting", "running", "success", "failed", "cancelled", "skipped"]
+
+
+# What a product did for a job, beyond the seeds: counts, failures, retries, timing. In a
+# dry run `wouldDelete` takes the place of `deleted`. The same fields close both views
+# below, after each view's own (the seed's keep their names and order).
+DELETED = Field(default=None, description="Rows or records the product deleted, when it says")
+WOULD_DELETE = Field(default=None, description="Dry runs: what the product would delete")
+NOT_FOUND = Field(default=None, description="Identities the product had nothing for, when it says")
+IDENTITIES_FAILED = Field(default=0, description="Identities that failed at their latest attempt")
+RETRIES = Field(default=0, description="How often what failed was sent again")
+STARTED_AT = Field(default=None, description="The dispatch, or the latest retry (ISO-8601 UTC)")
+FINISHED_AT = Field(default=None, description="When its last chunk was settled (ISO-8601 UTC)")
+
+
+class JobProductResult(BaseModel):
+    """What a product did for a job."""
+
+    product: str
+    status: ProductStatus
+    deleted: int | None = DELETED
+    wouldDelete: int | None = WOULD_DELETE
+    notFound: int | None = NOT_FOUND
+    identitiesFailed: int = IDENTITIES_FAILED
+    retries: int = RETRIES
+    startedAt: int | None = Field(default=None, description="The dispatch, or the latest retry (epoch ms)")
+    finishedAt: int | None = Field(default=None, description="When its last chunk was settled (epoch ms)")
+    durationMs: int | None = None
 
 
 class Job(BaseModel):
@@ -35,6 +62,9 @@ class Job(BaseModel):
     # Beyond the seed: due dates (worker.due_dates).
     regulation: Regulation | None = None
     dueAt: int | None = Field(default=None, description="When the deletion is due (epoch ms)")
+    dryRun: bool = Field(default=False, description="Counted what would be deleted; deleted nothing")
+    # Only in the view of one job: what each product did.
+    products: list[JobProductResult] | None = None
 
 
 class JobEnvelope(BaseModel):
@@ -59,6 +89,8 @@ class WorkOrderCreate(BaseModel):
     regulation: Regulation | None = None
     dueAt: AwareDatetime | None = Field(default=None, description="Overrides the regulation's deadline")
     callbackUrls: list[CallbackUrl] | None = Field(default=None, max_length=MAX_CALLBACK_URLS)
+    # Strict: a flag that decides whether data is deleted is never guessed from 0, "no" or "false".
+    dryRun: StrictBool = Field(default=False, description="Every product counts what it would delete; deletes nothing")
 
 
 class WorkOrderUpdate(BaseModel):
@@ -71,9 +103,19 @@ class WorkOrderUpdate(BaseModel):
 
 
 class ProductStatusDetail(BaseModel):
+    """A product's status for a work order (the seed's three fields), then what it did."""
+
     productName: str
     productStatus: ProductStatus
     createdAt: str
+    deleted: int | None = DELETED
+    wouldDelete: int | None = WOULD_DELETE
+    notFound: int | None = NOT_FOUND
+    identitiesFailed: int = IDENTITIES_FAILED
+    retries: int = RETRIES
+    startedAt: str | None = STARTED_AT
+    finishedAt: str | None = FINISHED_AT
+    durationMs: int | None = None
 
 
 class WorkOrder(BaseModel):
@@ -94,6 +136,7 @@ class WorkOrder(BaseModel):
     productStatusDetails: list[ProductStatusDetail] | None = None
     regulation: Regulation | None = None
     dueAt: str | None = Field(default=None, description="When the deletion is due (ISO-8601 UTC)")
+    dryRun: bool = Field(default=False, description="Counted what would be deleted; deleted nothing")
 
 
 class WorkOrderList(BaseModel):
@@ -105,3 +148,46 @@ class WorkOrderList(BaseModel):
 class ErrorBody(BaseModel):
     error: str = Field(description="A short machine-readable code.")
     message: str = Field(description="What went wrong and what to do about it.")
+
+
+class FailedIdentityEntry(BaseModel):
+    """An identity a product could not delete. `id` is the value while the job keeps it;
+    after retention it is null and `idHash` (its keyed hash) names it."""
+
+    productName: str
+    product: str
+    namespace: dict[str, str] = Field(description='{"code": namespace}, as in the request')
+    id: str | None
+    idHash: str | None
+    status: Literal["failed"]
+    error: str | None
+    failedAt: str | None
+    retrying: bool = Field(description="Sent again and not yet settled")
+
+
+class FailedIdentityList(BaseModel):
+    results: list[FailedIdentityEntry]
+    page: int
+    limit: int
+    total: int = Field(description="Failed identities of the products listed")
+    next: str | None = Field(description="Pass as `after` for the next page; null on the last")
+
+
+class RetryRequest(BaseModel):
+    """Which products' failed chunks to send again (default: every product's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    products: list[ShortText] | None = Field(default=None, max_length=100)
+
+
+class RetriedProduct(BaseModel):
+    product: str
+    chunks: int
+    identities: int
+
+
+class RetryResult(BaseModel):
+    jobId: int
+    status: Literal["running"]
+    products: list[RetriedProduct]

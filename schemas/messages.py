@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, with_config
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, with_config
 from typing_extensions import TypedDict
 
 MAX_IDENTITIES = 100_000
@@ -65,6 +65,10 @@ class DeletionRequest(Message):
     callback_urls: list[CallbackUrl] | None = Field(
         default=None, alias="callbackUrls", max_length=MAX_CALLBACK_URLS, description="Also sent this job's events"
     )
+    # Strict: whether data is deleted is never guessed from 0, "no" or "false".
+    dry_run: StrictBool = Field(
+        default=False, alias="dryRun", description="Count what would be deleted, per product; delete nothing"
+    )
 
 
 # Task items and acknowledgement results are typed dicts too, keyed by their JSON names:
@@ -86,16 +90,36 @@ class ProductTask(Message):
     task_id: ShortText = Field(alias="taskId")
     product: ShortText
     items: list[TaskItem] = Field(min_length=1)
+    # Sent only when true, so that a task of an ordinary job reads as it always did.
+    dry_run: bool = Field(default=False, alias="dryRun", description="Count what would be deleted and delete nothing")
 
 
 ResultStatus = Literal["success", "failed", "cancelled"]
 
 
+Count = Annotated[int, Field(ge=0, le=2**62)]
+
+
+@with_config(ConfigDict(extra="allow"))
+class FailedIdentity(TypedDict):
+    """An identity of the item that could not be deleted, and why (the rest were)."""
+
+    namespace: Namespace
+    id: IdentityValue
+    error: NotRequired[Text | None]
+
+
+# Counts and failed identities are optional: an acknowledgement without them (every one
+# an earlier release or product sent) is as valid as ever.
 @with_config(ConfigDict(extra="allow"))
 class AckResult(TypedDict):
     jobId: int
     status: ResultStatus
     error: NotRequired[Text | None]
+    deleted: NotRequired[Count | None]  # rows or records deleted (in a dry run: that would be)
+    notFound: NotRequired[Count | None]  # identities the product had nothing for
+    # Only in a `failed` result: the identities that failed, when not all of them did.
+    failedIdentities: NotRequired[list[FailedIdentity] | None]
 
 
 class ProductAck(Message):

@@ -30,9 +30,12 @@ def task_items(items: Sequence[TaskItem]) -> bytes:
     return orjson.dumps(items)
 
 
-def task_message(task_id: str, product: str, encoded_items: bytes) -> bytes:
-    """A whole ProductTask: its own id and product around items encoded by `task_items`."""
-    head = orjson.dumps({"taskId": task_id, "product": product})
+def task_message(task_id: str, product: str, encoded_items: bytes, dry_run: bool = False) -> bytes:
+    """A whole ProductTask: its own id and product around items encoded by `task_items`.
+    `dryRun` is written only when true: an ordinary task reads as it always did."""
+    head = orjson.dumps(
+        {"taskId": task_id, "product": product, "dryRun": True} if dry_run else {"taskId": task_id, "product": product}
+    )
     return head[:-1] + b',"items":' + encoded_items + b"}"
 
 

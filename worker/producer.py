@@ -49,8 +49,14 @@ def build_request(
     regulation: str | None = None,
     due_at: int | None = None,
     callback_urls: Sequence[str] = (),
+    dry_run: bool = False,
 ) -> DeletionRequest:
-    optional = {"regulation": regulation, "dueAt": due_at, "callbackUrls": list(callback_urls) or None}
+    optional = {
+        "regulation": regulation,
+        "dueAt": due_at,
+        "callbackUrls": list(callback_urls) or None,
+        "dryRun": True if dry_run else None,
+    }
     return DeletionRequest.model_validate(
         {
             "requestId": request_id or str(uuid.uuid4()),

@@ -42,12 +42,17 @@ class PostgresProduct(_Product):
     dsn: str | None = None  # defaults to DELETION_DATABASE_URL
     statements: list[str] = Field(default_factory=list)
     statements_by_namespace: dict[str, list[str]] = Field(default_factory=dict)
+    # Dry runs: queries that return how many rows the statements would delete (one
+    # number each, e.g. `SELECT count(*) ... WHERE user_id = ANY($1)`), taking $1 and $2
+    # like the statements. Without them a dry run of this product counts nothing.
+    count_statements: list[str] = Field(default_factory=list)
+    count_statements_by_namespace: dict[str, list[str]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _namespaced(self) -> PostgresProduct:
         if not self.statements and not any(self.statements_by_namespace.values()):
             raise ValueError("give `statements` or `statements_by_namespace`")
-        if self.namespaces is None and not all(uses_namespace(s) for s in self.statements):
+        if self.namespaces is None and not all(uses_namespace(s) for s in [*self.statements, *self.count_statements]):
             raise ValueError(
                 "a statement without $2 would receive the values of every namespace alike (an email 42 would"
                 " delete userId 42): set `namespaces`, use $2 (the namespace code), or `statements_by_namespace`"

@@ -25,7 +25,7 @@ SEED_JOB_FIELDS = [
     "startAt",
     "errors",
 ]
-JOB_FIELDS = [*SEED_JOB_FIELDS, "regulation", "dueAt"]
+JOB_FIELDS = [*SEED_JOB_FIELDS, "regulation", "dueAt", "dryRun"]
 
 
 def auth(tenant: Tenant, form: str) -> dict[str, str]:
@@ -67,7 +67,11 @@ async def test_delete_user_creates_a_job_that_get_sees(client: httpx.AsyncClient
 
     fetched = await client.get(f"{form}/{tenant.project_key}/jobs/{job['jobId']}", headers=auth(tenant, form))
     assert fetched.status_code == 200
-    assert fetched.json() == {"data": job}
+    # The view of one job adds what each product did, after the rest.
+    shown = fetched.json()["data"]
+    assert list(shown) == [*JOB_FIELDS, "products"]
+    assert {**shown, "products": None} == {**job, "products": None}
+    assert all(p["status"] == "waiting" and p["identitiesFailed"] == 0 for p in shown["products"])
 
 
 async def test_delete_user_with_start_at_and_idempotency_key(client: httpx.AsyncClient, tenant: Tenant) -> None:

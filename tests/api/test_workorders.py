@@ -40,6 +40,7 @@ async def test_create_answers_the_seed_shape(client: httpx.AsyncClient, tenant: 
         "workorderId", "orgId", "bundleId", "action", "createdAt", "updatedAt", "operationCount", "status",
         "createdBy", "datasetId", "displayName", "description",
         "regulation", "dueAt",  # beyond the seed: due dates
+        "dryRun",  # beyond the seed: dry runs
     ]  # fmt: skip
     assert body["workorderId"].startswith("DI-")
     assert body["bundleId"].startswith("BN-")

@@ -55,11 +55,9 @@ def test_counts_and_failed_identities_are_extra_fields_the_schema_accepts() -> N
     ack = ProductAck.model_validate_json(ack_body("t-1", "crm", [result]))
     [wire] = ack.results
     assert (wire["status"], wire["error"]) == ("failed", "1 identity failed")
-    assert wire["deleted"] == 1  # type: ignore[typeddict-item]
-    assert wire["notFound"] == 0  # type: ignore[typeddict-item]
-    assert wire["failedIdentities"] == [  # type: ignore[typeddict-item]
-        {"namespace": {"code": "userId"}, "id": "42", "error": "locked"}
-    ]
+    assert wire["deleted"] == 1
+    assert wire["notFound"] == 0
+    assert wire["failedIdentities"] == [{"namespace": {"code": "userId"}, "id": "42", "error": "locked"}]
 
 
 def test_results_must_match_the_items_in_order() -> None:

@@ -8,7 +8,15 @@ from contextlib import asynccontextmanager
 import asyncpg
 from fastapi import FastAPI
 
-from worker.api import health, routes_jobs, routes_opendsr, routes_webhooks, routes_workorders
+from worker.api import (
+    health,
+    routes_identities,
+    routes_jobs,
+    routes_opendsr,
+    routes_retry,
+    routes_webhooks,
+    routes_workorders,
+)
 from worker.api.auth import KeyCache
 from worker.api.errors import install_error_handlers
 from worker.api.json_body import document_bodies
@@ -47,6 +55,8 @@ def create_app(settings: Settings, products: ProductsFile, pool: asyncpg.Pool | 
     install_error_handlers(app)
     app.include_router(routes_jobs.public_jobs)
     app.include_router(routes_jobs.legacy_jobs)
+    app.include_router(routes_identities.router)
+    app.include_router(routes_retry.router)
     app.include_router(routes_workorders.router)
     app.include_router(routes_webhooks.router)
     app.include_router(routes_opendsr.router)

@@ -28,12 +28,12 @@ from worker.api.deps import (
 )
 from worker.api.errors import ApiError, not_found
 from worker.api.paging import Paging, paging
-from worker.api.shapes import epoch_ms, job_view
+from worker.api.shapes import epoch_ms, job_view, job_view_with_products
 from worker.api.state import json_response
 from worker.due_dates import DuePolicy
 from worker.store.api_keys import ApiKeyOwner
 from worker.store.jobs import CancelRefusedError, NewJob, cancel_job
-from worker.store.reads import get_project_job, list_project_jobs
+from worker.store.reads import get_product_status, get_project_job, list_project_jobs
 
 MAX_JOB_ID = 2**63 - 1
 MAX_USER_ID = 1024
@@ -114,9 +114,10 @@ def jobs_router(prefix: str, owner_of: Callable[[Request], Awaitable[ApiKeyOwner
         job_id = parse_job_id(jobId)
         async with state.pool.acquire() as connection:
             row = await get_project_job(connection, project_id, job_id)
-        if row is None:
-            raise not_found("job")
-        return json_response({"data": job_view(row)})
+            if row is None:
+                raise not_found("job")
+            products = (await get_product_status(connection, [job_id]))[job_id]
+        return json_response({"data": job_view_with_products(row, products)})
 
     @router.delete("/{projectKey}/jobs/{jobId}", response_model=JobEnvelope, summary="Cancel a job")
     async def cancel(state: StateDep, projectKey: str, jobId: str, owner: ApiKeyOwner = authenticated) -> Response:

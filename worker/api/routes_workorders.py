@@ -74,6 +74,7 @@ async def create_workorder(
             regulation=order.regulation,
             due_at=DuePolicy(state.settings).due_at(order.regulation, order.dueAt),
             callback_urls=checked_callback_urls(state, order.callbackUrls),
+            dry_run=order.dryRun,
         )
         key_fingerprint = fingerprint(
             order.datasetId,
@@ -83,6 +84,8 @@ async def create_workorder(
             *later_parts(
                 order.regulation, job.due_at.isoformat() if order.dueAt and job.due_at else None, job.callback_urls
             ),
+            # Only when set: an ordinary request's fingerprint stays what earlier releases stored.
+            *(("dryRun",) if order.dryRun else ()),
         )
         del order, identities  # the budget covers the copy into Postgres; nothing past it
         job_id = await create_job(

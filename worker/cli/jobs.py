@@ -39,6 +39,7 @@ def _job_summary(row: dict[str, Any]) -> dict[str, Any]:
         "finishedAt": row["finished_at"],
         "regulation": row["regulation"],
         "dueAt": row["due_at"],
+        "dryRun": row["dry_run"],
     }
 
 
@@ -120,6 +121,13 @@ def show_command(job_id: int, as_json: bool) -> None:
                     "tasks": chunks.get(p["product"], {}).get("tasks", 0),
                     "lastAck": chunks.get(p["product"], {}).get("last_ack"),
                     "error": p["error"],
+                    # What the product did (in a dry run, what it would have deleted).
+                    "deleted": p["deleted"],
+                    "notFound": p["not_found"],
+                    "identitiesFailed": p["identities_failed"] or 0,
+                    "retries": p["retries"] or 0,
+                    "startedAt": p["started_at"],
+                    "finishedAt": p["finished_at"],
                 }
                 for p in products
             ],
@@ -133,14 +141,24 @@ def show_command(job_id: int, as_json: bool) -> None:
     for key, value in view.items():
         if key != "products":
             console.print(f"[bold]{key}[/bold]: {value}")
-    table = Table("product", "status", "since", "chunks ok/failed/total", "tasks", "last ack", "error")
+    table = Table(
+        "product", "status", "since", "chunks ok/failed/total", "tasks", "last ack",
+        "would delete" if view["dryRun"] else "deleted", "not found", "failed ids", "retries", "seconds", "error",
+    )  # fmt: skip
     for p in view["products"]:
         chunks = f"{p['chunksSuccess']}/{p['chunksFailed']}/{p['chunks']}"
         last_ack = f"{p['lastAck']:%H:%M:%S}" if p["lastAck"] else "-"
+        took = (p["finishedAt"] - p["startedAt"]).total_seconds() if p["finishedAt"] and p["startedAt"] else None
         table.add_row(
-            p["product"], p["status"], f"{p['since']:%H:%M:%S}", chunks, str(p["tasks"]), last_ack, p["error"] or ""
-        )
+            p["product"], p["status"], f"{p['since']:%H:%M:%S}", chunks, str(p["tasks"]), last_ack,
+            _count(p["deleted"]), _count(p["notFound"]), str(p["identitiesFailed"]), str(p["retries"]),
+            f"{took:.1f}" if took is not None else "-", p["error"] or "",
+        )  # fmt: skip
     console.print(table)
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
 
 
 @jobs_group.command("cancel")

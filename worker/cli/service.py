@@ -145,6 +145,7 @@ def _parse_start_at(text: str | None) -> int | None:
 @click.option("--display-name", default="")
 @click.option("--reference-id", default=None)
 @click.option("--request-id", default=None, help="Idempotency key (default: a new UUID).")
+@click.option("--dry-run", is_flag=True, help="Every product counts what it would delete and deletes nothing.")
 def publish(
     project_key: str,
     identities: tuple[str, ...],
@@ -155,6 +156,7 @@ def publish(
     display_name: str,
     reference_id: str | None,
     request_id: str | None,
+    dry_run: bool,
 ) -> None:
     """Publish one deletion request (persistent, confirmed); prints its request id."""
     loaded = common.settings()
@@ -169,6 +171,7 @@ def publish(
         description=description,
         display_name=display_name,
         reference_id=reference_id,
+        dry_run=dry_run,
     )
     try:
         common.run(producer.publish_requests(loaded.amqp_url, [request], prefix=loaded.topology_prefix))

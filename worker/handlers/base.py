@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from schemas import Identity, ProductTask, TaskItem
+from schemas import FailedIdentity, Identity, ProductTask, TaskItem
 from worker.errors import PermanentError
 
 
@@ -13,6 +13,12 @@ from worker.errors import PermanentError
 class ItemResult:
     status: str  # success | failed
     error: str | None = None
+    # What the product did, when it says: rows deleted (in a dry run: that would be) and
+    # identities it had nothing for; in a failed result, the identities that failed when
+    # not all of them did.
+    deleted: int | None = None
+    not_found: int | None = None
+    failed_identities: tuple[FailedIdentity, ...] = ()
 
 
 SUCCESS = ItemResult("success")

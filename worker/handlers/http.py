@@ -37,7 +37,7 @@ class HttpHandler(Handler):
                     ]
                 }
             )
-        body = task.model_dump_json(by_alias=True).encode()
+        body = task.model_dump_json(by_alias=True, exclude=None if task.dry_run else {"dry_run"}).encode()
         headers = {"Content-Type": "application/json", **signed_headers(self.key_id, self.secret, body)}
         try:
             response = await self._client.post(self.url, content=body, headers=headers)
@@ -70,8 +70,16 @@ class HttpHandler(Handler):
         except ValidationError as error:
             raise PermanentError("http: answer has malformed `results`") from error
         for result in ack.results:
-            if result["jobId"] in results and result["status"] == "failed":
-                results[result["jobId"]] = ItemResult("failed", (result.get("error") or "failed")[:500])
+            if result["jobId"] not in results:
+                continue
+            failed = result["status"] == "failed"
+            results[result["jobId"]] = ItemResult(
+                "failed" if failed else "success",
+                (result.get("error") or "failed")[:500] if failed else None,
+                deleted=result.get("deleted"),
+                not_found=result.get("notFound"),
+                failed_identities=tuple(result.get("failedIdentities") or ()) if failed else (),
+            )
         return results
 
     async def close(self) -> None:

@@ -19,6 +19,8 @@ def build_handler(products: ProductsFile, name: str, settings: Settings) -> Hand
             statements_by_namespace=config.statements_by_namespace,
             namespaces=config.namespaces,
             max_connections=settings.handler_concurrency,
+            count_statements=config.count_statements,
+            count_statements_by_namespace=config.count_statements_by_namespace,
         )
     if isinstance(config, HttpProduct):
         return HttpHandler(

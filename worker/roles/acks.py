@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import asyncpg
 import structlog
 
-from schemas import ProductAck
+from schemas import AckResult, ProductAck
 from schemas.status import JobStatus
 from worker import metrics
 from worker.amqp import Delivery, QueueNames
@@ -31,6 +31,29 @@ def parse_ack(body: bytes) -> ProductAck | DeadLetter:
     return ack
 
 
+ERROR_MAX_CHARS = 500
+
+
+def chunk_result(task_id: uuid.UUID, product: str, result: AckResult) -> ChunkResult:
+    """What an acknowledgement's result settles: its status, its counts when the product
+    gave them, and in a failed result the identities that failed when not all did."""
+    failed = result["status"] == "failed"
+    failures = tuple(
+        (f["namespace"]["code"], f["id"], (f.get("error") or "failed")[:ERROR_MAX_CHARS])
+        for f in (result.get("failedIdentities") or () if failed else ())
+    )
+    return ChunkResult(
+        task_id,
+        result["jobId"],
+        product,
+        result["status"],
+        (result.get("error") or "failed")[:ERROR_MAX_CHARS] if failed else None,
+        deleted=result.get("deleted"),
+        not_found=result.get("notFound"),
+        failures=failures,
+    )
+
+
 class AcksRole(BatchConsumer):
     def __init__(self, queue: QueueNames, options: ConsumerOptions, *, pool: asyncpg.Pool, probe: Probe) -> None:
         super().__init__("acks", queue, options, probe)
@@ -47,15 +70,7 @@ class AcksRole(BatchConsumer):
             task_id = uuid.UUID(parsed.task_id)
             # `cancelled` results need no write: cancelling already settled those chunks.
             results.extend(
-                ChunkResult(
-                    task_id,
-                    r["jobId"],
-                    parsed.product,
-                    r["status"],
-                    (r.get("error") or "failed")[:500] if r["status"] == "failed" else None,
-                )
-                for r in parsed.results
-                if r["status"] != "cancelled"
+                chunk_result(task_id, parsed.product, r) for r in parsed.results if r["status"] != "cancelled"
             )
         if not results:
             return dispositions

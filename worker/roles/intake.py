@@ -54,6 +54,7 @@ def to_new_job(request: DeletionRequest, project_id: int, due: DuePolicy) -> New
         regulation=request.regulation,
         due_at=due.due_at(request.regulation, from_epoch_ms(request.due_at)),
         callback_urls=tuple(dict.fromkeys(request.callback_urls or ())),  # each once
+        dry_run=request.dry_run,
     )
 
 

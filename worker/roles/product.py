@@ -188,8 +188,19 @@ def _results(task: ProductTask, cancelled: set[int], results: dict[int, ItemResu
         if job_id in cancelled:
             acks.append({"jobId": job_id, "status": "cancelled", "error": None})
         else:
-            result = results.get(job_id, missing)
-            acks.append(
-                {"jobId": job_id, "status": "failed" if result.status == "failed" else "success", "error": result.error}
-            )
+            acks.append(_ack_result(job_id, results.get(job_id, missing)))
     return acks
+
+
+def _ack_result(job_id: int, result: ItemResult) -> AckResult:
+    """An item's result; counts and failed identities only where the handler gave them, so
+    that an ordinary result is what every earlier release sent."""
+    failed = result.status == "failed"
+    ack: AckResult = {"jobId": job_id, "status": "failed" if failed else "success", "error": result.error}
+    if result.deleted is not None:
+        ack["deleted"] = result.deleted
+    if result.not_found is not None:
+        ack["notFound"] = result.not_found
+    if failed and result.failed_identities:
+        ack["failedIdentities"] = list(result.failed_identities)
+    return ack

@@ -42,16 +42,16 @@ class TaskRelay:
         sent = 0
         for plan in plans:
             async with self.pool.acquire() as connection:
-                items = await plan_items(connection, plan)
-            if not items:  # its jobs were deleted since: nothing to send
+                content = await plan_items(connection, plan)
+            if not content.items:  # its jobs were deleted since: nothing to send
                 window.append((plan.plan_id, []))
                 continue
-            encoded = task_items(items)
+            encoded = task_items(content.items)
             messages = [
                 Outgoing(
                     exchange=self.topology.products_exchange,
                     routing_key=product,
-                    body=task_message(str(task_id), product, encoded),
+                    body=task_message(str(task_id), product, encoded, content.dry_run),
                     message_id=str(task_id),
                     queue_label=self.topology.product(product).main,
                 )

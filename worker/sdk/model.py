@@ -86,8 +86,7 @@ class Item:
 
 
 def items_of(task: ProductTask) -> list[Item]:
-    dry_run = bool((task.model_extra or {}).get("dryRun", False))
-    return [_item(raw, dry_run) for raw in task.items]
+    return [_item(raw, task.dry_run) for raw in task.items]
 
 
 def _item(raw: TaskItem, dry_run: bool) -> Item:

@@ -29,6 +29,7 @@ class DueJob:
     chunk_size: int
     identity_max_bytes: int | None  # None: created before sizes were recorded
     products: tuple[str, ...]  # the products it was created for that still wait for it
+    dry_run: bool = False
 
 
 class Chunk(NamedTuple):
@@ -113,6 +114,7 @@ WITH due AS (
     RETURNING q.job_id
 )
 SELECT j.id, j.project_id, j.dataset_id, j.identity_count, j.chunk_size, j.identity_max_bytes,
+       coalesce(j.dry_run, false) AS dry_run,
        ARRAY(SELECT ps.product FROM product_status ps
              WHERE ps.job_id = j.id AND ps.status = 'waiting' ORDER BY ps.product) AS products
 FROM jobs j JOIN taken t ON t.job_id = j.id
@@ -139,6 +141,7 @@ async def claim_due_jobs(connection: asyncpg.Connection, max_jobs: int, max_iden
             row["chunk_size"],
             row["identity_max_bytes"],
             tuple(row["products"]),
+            row["dry_run"],
         )
         for row in rows
     ]
@@ -156,9 +159,12 @@ def plan_round(
     jobs: Sequence[DueJob], configured: Sequence[str], max_identities: int, max_items: int, max_bytes: int
 ) -> DispatchRound:
     """Plans for every group of jobs that wait for the same products; the products a job
-    names that this deployment no longer has are skipped, visibly."""
+    names that this deployment no longer has are skipped, visibly.
+
+    A dry run never shares a task with another job: its task says `dryRun` for all its
+    items, and a product's count (rows a statement found) is then the job's own."""
     known = set(configured)
-    groups: dict[tuple[str, ...], list[DueJob]] = {}
+    groups: dict[tuple[tuple[str, ...], bool], list[DueJob]] = {}
     skipped: dict[int, tuple[str, ...]] = {}
     for job in jobs:
         sendable = tuple(p for p in job.products if p in known)
@@ -166,11 +172,11 @@ def plan_round(
         if missing:
             skipped[job.job_id] = missing
         if sendable:
-            groups.setdefault(sendable, []).append(job)
+            groups.setdefault((sendable, job.dry_run), []).append(job)
     plans = [
         plan
-        for products, members in groups.items()
-        for plan in plan_tasks(members, products, max_identities, max_items, max_bytes)
+        for (products, dry_run), members in groups.items()
+        for plan in plan_tasks(members, products, max_identities, 1 if dry_run else max_items, max_bytes)
     ]
     with_tasks = {chunk.job_id for plan in plans for chunk in plan.chunks}
     return DispatchRound(list(jobs), plans, skipped, [job.job_id for job in jobs if job.job_id not in with_tasks])

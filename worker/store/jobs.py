@@ -35,6 +35,7 @@ class NewJob:
     regulation: str | None = None
     due_at: datetime | None = None
     callback_urls: tuple[str, ...] = ()
+    dry_run: bool = False  # count what would be deleted; delete nothing
 
     @property
     def key(self) -> tuple[int, str]:
@@ -65,12 +66,13 @@ CREATE_JOBS = """
 WITH created AS (
     INSERT INTO jobs (request_id, project_id, action, dataset_id, reference_id, description,
                       display_name, created_by, identity_count, chunk_size, start_at, identity_max_bytes,
-                      regulation, due_at, callback_urls)
-    SELECT r, p, a, d, ref, descr, dn, cb, n, cs, s, mb, reg, due, string_to_array(nullif(urls, ''), E'\n')
+                      regulation, due_at, callback_urls, dry_run)
+    SELECT r, p, a, d, ref, descr, dn, cb, n, cs, s, mb, reg, due, string_to_array(nullif(urls, ''), E'\n'),
+           nullif(dry, false)
     FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
                 $7::text[], $8::text[], $9::int[], $10::int[], $11::timestamptz[], $12::int[],
-                $13::text[], $14::timestamptz[], $15::text[])
-         AS t(r, p, a, d, ref, descr, dn, cb, n, cs, s, mb, reg, due, urls)
+                $13::text[], $14::timestamptz[], $15::text[], $16::bool[])
+         AS t(r, p, a, d, ref, descr, dn, cb, n, cs, s, mb, reg, due, urls, dry)
     ON CONFLICT (project_id, request_id) DO NOTHING
     RETURNING id, project_id, request_id, coalesce(start_at, created_at) AS due_at
 ), queued AS (
@@ -167,6 +169,7 @@ async def _insert_jobs(
             [j.due_at for j in jobs],
             # One text per job: URLs hold no whitespace (schemas.messages.CallbackUrl).
             ["\n".join(j.callback_urls) for j in jobs],
+            [j.dry_run for j in jobs],
         )
     except asyncpg.exceptions.UniqueViolationError as error:
         if getattr(error, "constraint_name", None) == GLOBAL_REQUEST_ID_CONSTRAINT:
@@ -245,6 +248,7 @@ async def update_workorder_text(
 
 
 JOB_TABLES = (
+    "identity_failures",
     "task_chunks",
     "product_status",
     "job_identities",

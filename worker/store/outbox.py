@@ -15,6 +15,12 @@ from schemas.wire import task_item
 
 
 @dataclass(frozen=True)
+class PlanContent:
+    items: list[TaskItem]
+    dry_run: bool  # dispatch never mixes dry runs with other jobs in one plan
+
+
+@dataclass(frozen=True)
 class OutboxPlan:
     plan_id: uuid.UUID
     task_ids: dict[str, uuid.UUID]  # product → its task id
@@ -38,18 +44,26 @@ async def claim_expired(connection: asyncpg.Connection, limit: int, lease_second
     return [OutboxPlan(row["plan_id"], dict(zip(row["products"], row["task_ids"], strict=True))) for row in rows]
 
 
-async def plan_items(connection: asyncpg.Connection, plan: OutboxPlan) -> list[TaskItem]:
+# A chunk sent again after some of its identities failed (`failures_listed`) carries only
+# those (worker.store.retry_failed); the OR stops before its subquery for every other chunk.
+PLAN_ROWS = """
+SELECT c.job_id, j.project_id, j.dataset_id, coalesce(j.dry_run, false) AS dry_run, ji.namespace, ji.value
+FROM task_chunks c
+JOIN jobs j ON j.id = c.job_id
+JOIN job_identities ji ON ji.job_id = c.job_id AND ji.seq >= c.seq_from AND ji.seq < c.seq_to
+WHERE c.task_id = $1 AND c.product = $2
+  AND (c.failures_listed IS NOT TRUE
+       OR EXISTS (SELECT 1 FROM identity_failures f
+                  WHERE f.job_id = c.job_id AND f.product = c.product AND f.seq = ji.seq))
+ORDER BY c.job_id, c.chunk_no, ji.seq
+"""
+
+
+async def plan_items(connection: asyncpg.Connection, plan: OutboxPlan) -> PlanContent:
     """The task items of a plan (the same for every product), read through one of its tasks."""
     product, task_id = next(iter(plan.task_ids.items()))
     rows = await connection.fetch(
-        """
-        SELECT c.job_id, j.project_id, j.dataset_id, ji.namespace, ji.value
-        FROM task_chunks c
-        JOIN jobs j ON j.id = c.job_id
-        JOIN job_identities ji ON ji.job_id = c.job_id AND ji.seq >= c.seq_from AND ji.seq < c.seq_to
-        WHERE c.task_id = $1 AND c.product = $2
-        ORDER BY c.job_id, c.chunk_no, ji.seq
-        """,
+        PLAN_ROWS,
         task_id,
         product,
     )
@@ -61,7 +75,7 @@ async def plan_items(connection: asyncpg.Connection, plan: OutboxPlan) -> list[T
             identities = [(row["namespace"], row["value"]) for row in rows[start:index]]
             items.append(task_item(first["job_id"], first["project_id"], first["dataset_id"], identities))
             start = index
-    return items
+    return PlanContent(items, any(row["dry_run"] for row in rows[:1]))
 
 
 async def published(connection: asyncpg.Connection, plan_ids: list[uuid.UUID]) -> None:

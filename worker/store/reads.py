@@ -21,7 +21,7 @@ JOB_COLUMNS = """
     j.id, j.request_id, j.project_id, j.workorder_id, j.bundle_id, j.action, j.dataset_id,
     j.reference_id, j.description, j.display_name, j.created_by, j.status, j.errors,
     j.identity_count, j.created_at, j.updated_at, j.start_at, j.dispatched_at, j.finished_at,
-    j.regulation, j.due_at
+    j.regulation, j.due_at, coalesce(j.dry_run, false) AS dry_run
 """
 
 
@@ -31,9 +31,15 @@ async def get_job(connection: asyncpg.Connection, job_id: int) -> dict[str, Any]
 
 
 async def get_product_status(connection: asyncpg.Connection, job_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """Per job, its products' rows: status, chunk counts, what the product did (counts,
+    failed identities, retries) and when its work started (its latest retry, else the
+    job's dispatch) and ended."""
     rows = await connection.fetch(
-        "SELECT job_id, product, status, chunks_total, chunks_success, chunks_failed, error, created_at"
-        " FROM product_status WHERE job_id = ANY($1::bigint[]) ORDER BY job_id, product",
+        "SELECT ps.job_id, ps.product, ps.status, ps.chunks_total, ps.chunks_success, ps.chunks_failed, ps.error,"
+        " ps.created_at, ps.deleted, ps.not_found, ps.identities_failed, ps.retries, ps.finished_at,"
+        " coalesce(ps.started_at, j.dispatched_at) AS started_at"
+        " FROM product_status ps JOIN jobs j ON j.id = ps.job_id"
+        " WHERE ps.job_id = ANY($1::bigint[]) ORDER BY ps.job_id, ps.product",
         job_ids,
     )
     result: dict[int, list[dict[str, Any]]] = {job_id: [] for job_id in job_ids}
@@ -52,7 +58,7 @@ async def project_id_in_org(connection: asyncpg.Connection, project_key: str, or
 # Just what the Jobs API shows: decoding fewer columns is most of a list page's cost.
 JOBS_VIEW_COLUMNS = (
     "j.id, j.description, j.status, j.project_id, j.action, j.reference_id,"
-    " j.created_at, j.updated_at, j.start_at, j.errors, j.regulation, j.due_at"
+    " j.created_at, j.updated_at, j.start_at, j.errors, j.regulation, j.due_at, coalesce(j.dry_run, false) AS dry_run"
 )
 
 

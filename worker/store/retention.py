@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from collections import defaultdict
 from datetime import timedelta
@@ -117,6 +118,7 @@ async def hash_expired_identities(
         shown: dict[int, dict[str, str]] = defaultdict(dict)
         for row, digest in zip(rows, hashes, strict=True):
             shown[row["job_id"]][row["value"]] = shown_hash(digest)
+        await _scrub_failure_reasons(connection, rows, hashes)
         done = {row["job_id"] for row in await connection.fetch(FINISH, list(jobs))}
         await _scrub_job_text(connection, key, jobs, shown, done)
     return len(done), len(rows)
@@ -143,7 +145,9 @@ async def _scrub_job_text(
             values[reference] = shown_hash(identity_hash(key, REFERENCE_NAMESPACE, reference))
             reference = values[reference]
         values_by_job[job_id] = values
-        errors = [redact(error, values) for error in row["errors"]] if row["errors"] else row["errors"]
+        # As JSON text: asyncpg takes a list inside an array parameter for a dimension of
+        # the array, and a step with one job's errors beside another's NULL was refused.
+        errors = json.dumps([redact(error, values) for error in row["errors"]]) if row["errors"] else None
         updates.append(
             (
                 job_id,
@@ -158,9 +162,9 @@ async def _scrub_job_text(
         await connection.execute(
             """
             UPDATE jobs j SET reference_id = u.reference_id, description = u.description,
-                              display_name = u.display_name, errors = u.errors,
+                              display_name = u.display_name, errors = u.errors::jsonb,
                               identities_hashed_at = CASE WHEN u.done THEN now() ELSE j.identities_hashed_at END
-            FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::bool[])
+            FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[])
                 AS u(id, reference_id, description, display_name, errors, done)
             WHERE j.id = u.id
             """,
@@ -196,6 +200,25 @@ async def _scrub_errors(connection: asyncpg.Connection, values_by_job: dict[int,
                 f" WHERE t.job_id = u.job_id AND t.product = u.product{key}",
                 *(list(column) for column in zip(*subset, strict=True)),
             )
+
+
+async def _scrub_failure_reasons(
+    connection: asyncpg.Connection, rows: list[asyncpg.Record], hashes: list[bytes]
+) -> None:
+    """A product's reason for an identity's failure (identity_failures) may quote that
+    identity: it reads the identity's hash instead, in the step that hashes its value."""
+    await connection.execute(
+        """
+        UPDATE identity_failures f SET reason = replace(f.reason, x.value, x.shown)
+        FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[]) AS x(job_id, seq, value, shown)
+        WHERE f.job_id = ANY($5::bigint[]) AND f.job_id = x.job_id AND f.seq = x.seq AND strpos(f.reason, x.value) > 0
+        """,
+        [row["job_id"] for row in rows],
+        [row["seq"] for row in rows],
+        [row["value"] for row in rows],
+        [shown_hash(digest) for digest in hashes],
+        sorted({row["job_id"] for row in rows}),
+    )
 
 
 async def identity_in_job(connection: asyncpg.Connection, key: bytes, job_id: int, namespace: str, value: str) -> bool:

@@ -47,11 +47,17 @@ function schemaReason(errors) {
   return first ? `schema: ${first.instancePath || "message"}: ${first.message}` : "schema: invalid";
 }
 
-function deleteItem(item) {
+// A dry run (`task.dryRun`) only counts: what would be deleted goes in `deleted`.
+// A product that fails some identities only answers `status: "failed"` with
+// `failedIdentities: [{ namespace: { code }, id, error }]`: the rest count as deleted,
+// and `deletion-worker jobs retry` later sends only those identities again.
+function deleteItem(item, dryRun) {
   let deleted = 0;
   let notFound = 0;
   for (const identity of item.identities) {
-    if (store.delete(`${identity.namespace.code}:${identity.id}`)) deleted += 1;
+    const key = `${identity.namespace.code}:${identity.id}`;
+    const found = dryRun ? store.has(key) : store.delete(key);
+    if (found) deleted += 1;
     else notFound += 1;
   }
   // `deleted`/`notFound` are extra fields: the ack schema allows them and older readers skip them.
@@ -94,7 +100,7 @@ async function main() {
     if (!validTask(task)) return deadLetter(message, schemaReason(validTask.errors));
     if (task.product !== product) return deadLetter(message, `wrong product: task for '${task.product}' on this queue`);
 
-    const ack = { taskId: task.taskId, product, results: task.items.map(deleteItem) };
+    const ack = { taskId: task.taskId, product, results: task.items.map((item) => deleteItem(item, task.dryRun === true)) };
     if (!validAck(ack)) throw new Error(`our own acknowledgement is invalid: ${schemaReason(validAck.errors)}`);
     await publishConfirmed(acksQueue, Buffer.from(JSON.stringify(ack)), { messageId: task.taskId });
     consumer.ack(message);

@@ -120,7 +120,10 @@ async def job_ids_for(pool: asyncpg.Pool, request_ids: Sequence[str], timeout: f
     """Wait until every request is a job; returns job ids in request order."""
     deadline = time.monotonic() + timeout
     while True:
-        rows = await pool.fetch("SELECT request_id, id FROM jobs WHERE request_id = ANY($1::text[])", list(request_ids))
+        rows = await pool.fetch(
+            "SELECT request_id, id FROM jobs JOIN unnest($1::text[]) AS r(request) ON r.request = request_id",
+            list(request_ids),
+        )
         found = {row["request_id"]: row["id"] for row in rows}
         if len(found) == len(set(request_ids)):
             return [found[r] for r in request_ids]

@@ -22,7 +22,7 @@ from worker.opendsr.protocol import callback_body
 from worker.opendsr.signing import ProcessorSigner, verify_signature
 from worker.products import load_products
 from worker.settings import Settings
-from worker.store.events import claim
+from worker.store.events import lifecycle_event
 from worker.store.opendsr import FAN_OUT_TARGETS, callback_targets
 
 PRODUCTS = """
@@ -242,9 +242,12 @@ async def test_the_jobs_events_become_signed_status_callbacks(
     assert (await dsr.post("/opendsr/requests", json=body, headers=headers(tenant))).status_code == 201
     assert (await dsr.delete(f"/opendsr/requests/{body['subject_request_id']}", headers=tenant.bearer)).is_success
     job_id = await pool.fetchval("SELECT id FROM jobs WHERE project_id = $1", tenant.project_id)
-    async with pool.acquire() as connection:
-        batches = await claim(connection, max_rows=1000, max_events=100_000, lease_seconds=0)
-    events = orjson.dumps([e for batch in batches for e in batch.events if e["jobId"] == job_id]).decode()
+    changes = await pool.fetch(
+        "SELECT o.id AS outbox_id, o.occurred_at, e.* FROM event_outbox o"
+        " CROSS JOIN LATERAL unnest(o.events) WITH ORDINALITY AS e WHERE e.job_id = $1 ORDER BY o.id, e.ordinality",
+        job_id,
+    )
+    events = orjson.dumps([lifecycle_event(change) for change in changes]).decode()
     fan_out = (
         "WITH events AS (SELECT e AS event, e->>'eventId' AS event_id, e->>'type' AS type,"
         " (e->>'jobId')::bigint AS job_id FROM jsonb_array_elements($1::text::jsonb) AS e)" + FAN_OUT_TARGETS

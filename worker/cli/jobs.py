@@ -148,7 +148,7 @@ def show_command(job_id: int, as_json: bool) -> None:
 def cancel_command(job_id: int) -> None:
     """Cancel a scheduled or running job (and its product work not yet done)."""
 
-    common.with_database(common.settings(), lambda connection: cancel_job(connection, job_id))
+    common.with_database(common.settings(), lambda connection: cancel_job(connection, job_id, actor="cli"))
     common.echo_json({"jobId": job_id, "status": "cancelled"})
 
 

@@ -252,6 +252,7 @@ async def update_workorder_text(
 
 JOB_TABLES = (
     "audit_heads",  # a deleted job's audit entries stay: they are append-only (README "Proving a deletion")
+    "receipts",
     "task_chunks",
     "product_status",
     "job_identities",

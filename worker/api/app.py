@@ -8,7 +8,15 @@ from contextlib import asynccontextmanager
 import asyncpg
 from fastapi import FastAPI
 
-from worker.api import health, routes_jobs, routes_opendsr, routes_webhooks, routes_workorders
+from worker.api import (
+    health,
+    routes_audit,
+    routes_jobs,
+    routes_opendsr,
+    routes_receipts,
+    routes_webhooks,
+    routes_workorders,
+)
 from worker.api.auth import KeyCache
 from worker.api.errors import install_error_handlers
 from worker.api.json_body import document_bodies
@@ -49,6 +57,8 @@ def create_app(settings: Settings, products: ProductsFile, pool: asyncpg.Pool | 
     app.include_router(routes_jobs.legacy_jobs)
     app.include_router(routes_workorders.router)
     app.include_router(routes_webhooks.router)
+    app.include_router(routes_audit.router)
+    app.include_router(routes_receipts.router)
     app.include_router(routes_opendsr.router)
     document_bodies(app, *routes_workorders.SELF_PARSED_BODIES, *routes_opendsr.SELF_PARSED_BODIES)
     app.include_router(health.router)

@@ -55,9 +55,11 @@ CREATE TABLE audit_heads (
 ) WITH (fillfactor = 50);  -- updated in place once per entry: room for HOT updates
 
 -- The chain's hash of one entry (see the top of this file); `at_text` is the entry's
--- time as written there. A single expression: inlined into the statement that calls it.
+-- time as written there. A single expression, declared STABLE like the casts and
+-- convert_to in it (IMMUTABLE would stop the planner from inlining it: a function call
+-- per entry, measured at a third of the trigger's time).
 CREATE FUNCTION deletion_audit_hash(prev bytea, job_id bigint, seq integer, kind text, at_text text, detail text)
-RETURNS bytea LANGUAGE sql IMMUTABLE AS $$
+RETURNS bytea LANGUAGE sql STABLE AS $$
     SELECT sha256(prev || convert_to(
         job_id || E'\n' || seq || E'\n' || kind || E'\n' || at_text || E'\n' || detail, 'UTF8'))
 $$;

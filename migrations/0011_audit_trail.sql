@@ -19,7 +19,7 @@
 -- writes one entry listing the three), written set-based by one INSERT per statement
 -- from the statement's transition tables; no per-row trigger.
 --
--- Concurrency: `audit_heads` holds a copy of each job's latest entry. An append is an
+-- Concurrency: `audit_heads` holds each job's latest seq and hash. An append is an
 -- upsert of the head row (ON CONFLICT DO UPDATE locks the row it updates), computing
 -- the new hash from the head it locked; two transactions appending to one job are thus
 -- serialised on that row, and the second chains onto the first (the chain never forks).
@@ -47,11 +47,13 @@ CREATE TABLE audit_entries (
 CREATE TABLE audit_heads (
     job_id     bigint PRIMARY KEY,
     seq        integer NOT NULL,
-    kind       text COLLATE "C" NOT NULL,
     at         timestamptz NOT NULL,
-    detail     json NOT NULL,
     prev_hash  bytea NOT NULL,
-    hash       bytea NOT NULL
+    hash       bytea NOT NULL,
+    -- Only the proposed row of an upsert carries the entry (ON CONFLICT reads it as
+    -- `excluded`); an update leaves them NULL, keeping the row small and its updates HOT.
+    kind       text COLLATE "C",
+    detail     text
 ) WITH (fillfactor = 50);  -- updated in place once per entry: room for HOT updates
 
 -- The chain's hash of one entry (see the top of this file); `at_text` is the entry's
@@ -72,27 +74,30 @@ $$;
 -- per statement; `seq`, not `at`, orders a job's entries.
 CREATE FUNCTION deletion_audit_append(job_ids bigint[], kinds text[], details text[])
 RETURNS void LANGUAGE sql AS $$
-    WITH t AS (
+    WITH input AS MATERIALIZED (
+        SELECT * FROM unnest(job_ids, kinds, details) AS e(job_id, kind, detail)
+    ), t AS (
         SELECT c.at, to_char(c.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at_text
         FROM (SELECT clock_timestamp() AS at) c
     ), appended AS (
         INSERT INTO audit_heads AS h (job_id, seq, kind, at, detail, prev_hash, hash)
-        SELECT e.job_id, 1, e.kind, t.at, e.detail::json, decode(repeat('00', 32), 'hex'),
+        SELECT e.job_id, 1, e.kind, t.at, e.detail, decode(repeat('00', 32), 'hex'),
                deletion_audit_hash(decode(repeat('00', 32), 'hex'), e.job_id, 1, e.kind, t.at_text, e.detail)
-        FROM unnest(job_ids, kinds, details) AS e(job_id, kind, detail) CROSS JOIN t
+        FROM input e CROSS JOIN t
         ORDER BY e.job_id  -- heads are locked in this order: concurrent appenders never deadlock here
         ON CONFLICT (job_id) DO UPDATE SET
             seq = h.seq + 1,
-            kind = excluded.kind,
+            kind = NULL,
             at = excluded.at,
-            detail = excluded.detail,
+            detail = NULL,
             prev_hash = h.hash,
             hash = deletion_audit_hash(
-                h.hash, h.job_id, h.seq + 1, excluded.kind, (SELECT at_text FROM t), excluded.detail::text)
-        RETURNING h.job_id, h.seq, h.kind, h.at, h.detail, h.prev_hash, h.hash
+                h.hash, h.job_id, h.seq + 1, excluded.kind, (SELECT at_text FROM t), excluded.detail)
+        RETURNING h.job_id, h.seq, h.at, h.prev_hash, h.hash
     )
     INSERT INTO audit_entries (job_id, seq, kind, at, detail, prev_hash, hash)
-    SELECT job_id, seq, kind, at, detail, prev_hash, hash FROM appended
+    SELECT a.job_id, a.seq, e.kind, a.at, e.detail::json, a.prev_hash, a.hash
+    FROM appended a JOIN input e USING (job_id)
 $$;
 
 -- Who made a change, when the code making it knows (a cancel over the API names the

@@ -34,6 +34,7 @@ LAYERS = {
     "worker.aio": 2,
     "worker.gc_pause": 2,
     "worker.due_dates": 2,
+    "worker.receipts": 2,  # canonical JSON, Ed25519, identity digests: pure, below the store that issues receipts
     "worker.settings": 1,
     "worker.errors": 0,
     "schemas": 0,

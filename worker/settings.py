@@ -148,6 +148,10 @@ class Settings(BaseSettings):
     identity_retention: timedelta = timedelta(days=7)
     identity_hash_key: SecretStr = SecretStr(DEFAULT_IDENTITY_HASH_KEY)
     retention_step: int = Field(default=5000, ge=1)
+    # Deletion receipts (worker.store.receipts): the Ed25519 private key that signs them,
+    # base64 of its 32 bytes (`deletion-worker receipts keygen`). Empty: no receipts are
+    # issued and the receipt routes answer 404.
+    receipt_signing_key: SecretStr = SecretStr("")
     # Dead letters hold identity values too: a new dead-letter queue keeps them this long
     # (0: until purged).
     dead_letter_retention: timedelta = timedelta(days=7)

@@ -121,5 +121,8 @@ async def test_a_bench_without_events_has_its_event_triggers_off(
                 )
             finally:
                 await connection.close()
-        assert len(states) == 3
-        assert {row["tgenabled"] for row in states} == {expected}
+        enabled = {row["tgname"]: row["tgenabled"] for row in states}
+        event_triggers = {name for name in enabled if "lifecycle_events" in name}
+        assert len(event_triggers) == 3
+        assert {enabled[name] for name in event_triggers} == {expected}
+        assert {state for name, state in enabled.items() if name not in event_triggers} == {"O"}  # the audit trail's

@@ -70,7 +70,8 @@ async def settle(pool: asyncpg.Pool, request_ids: Sequence[str], timeout: float)
     # quadratic, and the books took longer than the jobs.
     while time.monotonic() < deadline:
         ended = await pool.fetchval(
-            "SELECT count(DISTINCT request_id) FROM jobs JOIN unnest($1::text[]) AS r(request) ON r.request = request_id"
+            "SELECT count(DISTINCT request_id) FROM jobs"
+            " JOIN unnest($1::text[]) AS r(request) ON r.request = request_id"
             " WHERE status IN ('completed', 'failed', 'cancelled')",
             ids,
         )

@@ -73,3 +73,14 @@ async def test_worker_connections_run_without_jit(make_settings: Callable[..., S
         assert await pool.fetchval("SHOW jit") == "off"
     finally:
         await pool.close()
+
+
+async def test_every_trigger_on_the_hot_tables_runs_without_jit(pool: asyncpg.Pool) -> None:
+    """The audit trail's triggers (migrations/0011, 0012) read transition tables too."""
+    rows = await pool.fetch(
+        "SELECT t.tgname, coalesce(p.proconfig, '{}') AS config FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid"
+        " WHERE NOT t.tgisinternal AND (t.tgtype & 1) = 0"  # statement-level
+        " AND t.tgrelid IN ('jobs'::regclass, 'product_status'::regclass, 'receipts'::regclass)"
+    )
+    assert len(rows) >= 7
+    assert [row["tgname"] for row in rows if "jit=off" not in row["config"]] == []

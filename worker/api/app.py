@@ -10,9 +10,11 @@ from fastapi import FastAPI
 
 from worker.api import (
     health,
+    routes_audit,
     routes_identities,
     routes_jobs,
     routes_opendsr,
+    routes_receipts,
     routes_retry,
     routes_webhooks,
     routes_workorders,
@@ -59,6 +61,8 @@ def create_app(settings: Settings, products: ProductsFile, pool: asyncpg.Pool | 
     app.include_router(routes_retry.router)
     app.include_router(routes_workorders.router)
     app.include_router(routes_webhooks.router)
+    app.include_router(routes_audit.router)
+    app.include_router(routes_receipts.router)
     app.include_router(routes_opendsr.router)
     document_bodies(app, *routes_workorders.SELF_PARSED_BODIES, *routes_opendsr.SELF_PARSED_BODIES)
     app.include_router(health.router)

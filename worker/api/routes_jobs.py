@@ -126,7 +126,7 @@ def jobs_router(prefix: str, owner_of: Callable[[Request], Awaitable[ApiKeyOwner
         job_id = parse_job_id(jobId)
         async with state.pool.acquire() as connection:
             try:
-                await cancel_job(connection, job_id, project_id)
+                await cancel_job(connection, job_id, project_id, actor=owner.prefix)
             except CancelRefusedError as refused:
                 raise ApiError(refused_status, str(refused), "not_cancellable") from None
             row = await get_project_job(connection, project_id, job_id)

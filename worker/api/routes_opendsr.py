@@ -241,7 +241,7 @@ async def cancel_opendsr_request(
     received = datetime.now(UTC)
     try:
         async with state.pool.acquire() as connection:
-            await cancel_pending(connection, row.job_id)
+            await cancel_pending(connection, row.job_id, actor=owner.prefix)
     except CancelRefusedError as refused:
         status = request_status(refused.status)
         raise ApiError(

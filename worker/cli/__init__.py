@@ -7,7 +7,21 @@ from typing import Any
 
 import click
 
-from worker.cli import api, bench, dlq, health, job_results, jobs, keys, projects, queues, service, webhooks
+from worker.cli import (
+    api,
+    audit,
+    bench,
+    dlq,
+    health,
+    job_results,
+    jobs,
+    keys,
+    projects,
+    queues,
+    receipts,
+    service,
+    webhooks,
+)
 from worker.cli.common import CliError
 from worker.errors import ConfigError, DeletionWorkerError, NotFoundError, RefusedError, UnavailableError, UsageError
 from worker.ops.exitcodes import ExitCode
@@ -37,6 +51,8 @@ cli.add_command(api.api_command)
 cli.add_command(jobs.jobs_group)
 jobs.jobs_group.add_command(job_results.identities_command)
 jobs.jobs_group.add_command(job_results.retry_command)
+jobs.jobs_group.add_command(audit.audit_command)
+cli.add_command(receipts.receipts_group)
 cli.add_command(keys.keys_group)
 cli.add_command(projects.projects_group)
 cli.add_command(queues.queues_command)

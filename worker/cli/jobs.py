@@ -166,7 +166,7 @@ def _count(value: int | None) -> str:
 def cancel_command(job_id: int) -> None:
     """Cancel a scheduled or running job (and its product work not yet done)."""
 
-    common.with_database(common.settings(), lambda connection: cancel_job(connection, job_id))
+    common.with_database(common.settings(), lambda connection: cancel_job(connection, job_id, actor="cli"))
     common.echo_json({"jobId": job_id, "status": "cancelled"})
 
 

@@ -194,18 +194,24 @@ class JobNotFoundError(NotFoundError):
     pass
 
 
-async def cancel_job(connection: asyncpg.Connection, job_id: int, project_id: int | None = None) -> None:
+async def cancel_job(
+    connection: asyncpg.Connection, job_id: int, project_id: int | None = None, actor: str | None = None
+) -> None:
     """Cancel a scheduled or running job and its product work that has not finished.
 
-    `project_id`, when given, must match (the API scopes jobs by project). Raises
+    `project_id`, when given, must match (the API scopes jobs by project). `actor` (an
+    API key prefix, "cli") is who cancelled it, for the audit trail. Raises
     JobNotFoundError or CancelRefusedError. Rows are locked in the order acknowledgements
     lock them (after the job: task_chunks, then product_status), so the two never deadlock.
     """
-    await retry_contention(lambda: _cancel(connection, job_id, project_id))
+    await retry_contention(lambda: _cancel(connection, job_id, project_id, actor))
 
 
-async def _cancel(connection: asyncpg.Connection, job_id: int, project_id: int | None) -> None:
+async def _cancel(connection: asyncpg.Connection, job_id: int, project_id: int | None, actor: str | None) -> None:
     async with connection.transaction():
+        if actor is not None:
+            # Read by the audit triggers (migrations/0011): the entries of this cancel name it.
+            await connection.execute("SELECT set_config('deletion.actor', $1, true)", actor)
         row = await connection.fetchrow("SELECT status, project_id FROM jobs WHERE id = $1 FOR UPDATE", job_id)
         if row is None or (project_id is not None and row["project_id"] != project_id):
             raise JobNotFoundError(f"job {job_id} not found")
@@ -249,6 +255,8 @@ async def update_workorder_text(
 
 JOB_TABLES = (
     "identity_failures",
+    "audit_heads",  # a deleted job's audit entries stay: they are append-only (README "Proving a deletion")
+    "receipts",
     "task_chunks",
     "product_status",
     "job_identities",

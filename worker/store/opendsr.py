@@ -158,7 +158,7 @@ async def find_requests(
     return [_row(record) for record in records]
 
 
-async def cancel_pending(connection: asyncpg.Connection, job_id: int) -> bool:
+async def cancel_pending(connection: asyncpg.Connection, job_id: int, actor: str | None = None) -> bool:
     """Cancel the request's job if it is still scheduled (the spec's `pending`); False if
     it was cancelled already. CancelRefusedError once it is running or has ended."""
 
@@ -171,7 +171,7 @@ async def cancel_pending(connection: asyncpg.Connection, job_id: int) -> bool:
                 return False
             if status != JobStatus.SCHEDULED:
                 raise CancelRefusedError(job_id, str(status))
-            await cancel_job(connection, job_id)
+            await cancel_job(connection, job_id, actor=actor)
             return True
 
     return await retry_contention(attempt)

@@ -50,3 +50,25 @@ CREATE TABLE identity_failures (
     -- Also the listing's order: by product, then as the identities were given.
     PRIMARY KEY (job_id, product, seq)
 );
+
+-- The audit trail's product entries (0011) now carry what the product said it did. Here
+-- rather than in 0011: the columns exist only from this file on.
+CREATE OR REPLACE FUNCTION deletion_audit_products_updated() RETURNS trigger LANGUAGE plpgsql SET jit = off AS $$
+BEGIN
+    PERFORM deletion_audit_append(array_agg(c.job_id), array_agg('products'::text), array_agg(c.detail))
+    FROM (
+        SELECT n.job_id,
+               json_build_object(
+                   'products', json_agg(json_build_object(
+                       'product', n.product, 'status', n.status, 'from', o.status,
+                       'chunksTotal', n.chunks_total, 'chunksSuccess', n.chunks_success,
+                       'chunksFailed', n.chunks_failed,
+                       'deleted', n.deleted, 'notFound', n.not_found, 'identitiesFailed', n.identities_failed,
+                       'reason', CASE WHEN n.status = 'skipped' THEN n.error END) ORDER BY n.product),
+                   'by', deletion_audit_actor())::text AS detail
+        FROM new_rows n JOIN old_rows o ON o.job_id = n.job_id AND o.product = n.product
+        WHERE n.status IS DISTINCT FROM o.status
+        GROUP BY n.job_id
+    ) c;
+    RETURN NULL;
+END $$;

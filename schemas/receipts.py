@@ -14,6 +14,10 @@ class ReceiptProduct(BaseModel):
     chunksTotal: int
     chunksSuccess: int
     chunksFailed: int
+    deleted: int | None = Field(default=None, description="Rows or records the product reported deleted")
+    notFound: int | None = Field(default=None, description="Identities the product reported it did not hold")
+    identitiesFailed: int | None = Field(default=None, description="Identities that failed at the latest attempt")
+    retries: int = Field(default=0, description="How often only what failed was sent again")
 
 
 class ReceiptIdentities(BaseModel):
@@ -44,6 +48,7 @@ class ReceiptPayload(BaseModel):
     action: str
     datasetId: str
     status: str
+    dryRun: bool = Field(default=False, description="A dry run: nothing was deleted, counts are what would have been")
     createdAt: str
     finishedAt: str
     products: list[ReceiptProduct]

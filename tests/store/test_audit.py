@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 
 import asyncpg
@@ -64,7 +65,8 @@ async def test_a_job_s_life_is_chained_without_identity_values(pool: asyncpg.Poo
     [job_id] = {job_id for job_id, _ in tasks}
     async with pool.acquire() as connection:
         # Two products in one batch (one entry listing both), the third fails quoting the identity.
-        await apply_acks(connection, acks(tasks, "p1") + acks(tasks, "p2"))
+        p1 = [replace(result, deleted=7, not_found=0) for result in acks(tasks, "p1")]
+        await apply_acks(connection, p1 + acks(tasks, "p2"))
         await apply_acks(connection, acks(tasks, "p3", "failed", f"no such user {SECRET}"))
         await end_job(connection, job_id, "failed", ago=timedelta(days=30))
         await hash_expired_identities(connection, b"k" * 32, timedelta(days=7))
@@ -77,6 +79,8 @@ async def test_a_job_s_life_is_chained_without_identity_values(pool: asyncpg.Poo
     assert details[0]["createdBy"] == "dwk_abcdefgh"
     assert details[0]["identityCount"] == 1
     assert [(p["product"], p["status"]) for p in details[2]["products"]] == [("p1", "success"), ("p2", "success")]
+    # What each product said it did; null where it said nothing.
+    assert [(p["deleted"], p["notFound"]) for p in details[2]["products"]] == [(7, 0), (None, None)]
     assert (
         details[3]["products"][0] | {"chunksFailed": 1, "status": "failed", "from": "waiting"}
         == details[3]["products"][0]

@@ -33,6 +33,10 @@ async def test_an_ended_job_gets_one_stable_receipt_on_its_trail(pool: asyncpg.P
         job_id = created[(project_id, f"rc-{project_id}")]
         with pytest.raises(ReceiptNotReadyError):
             await issue_receipt(connection, job_id, KEY, signer)
+        # What the product said it did (an acknowledgement's counts) is in the receipt.
+        await connection.execute(
+            "UPDATE product_status SET deleted = 3, not_found = 1, identities_failed = 0 WHERE job_id = $1", job_id
+        )
         await end_job(connection, job_id, "completed")
         before_receipt, head = await job_audit(connection, job_id)
         first, second = await asyncio.gather(
@@ -44,7 +48,10 @@ async def test_an_ended_job_gets_one_stable_receipt_on_its_trail(pool: asyncpg.P
     assert sorted([first.issued_now, second.issued_now]) == [False, True]
     receipt = verify_receipt(first.document, signer.public_key)
     assert (receipt["jobId"], receipt["projectKey"], receipt["status"]) == (job_id, project_key, "completed")
-    assert [p["product"] for p in receipt["products"]] == ["crm"]
+    assert [(p["product"], p["deleted"], p["notFound"], p["identitiesFailed"]) for p in receipt["products"]] == [
+        ("crm", 3, 1, 0)
+    ]
+    assert receipt["dryRun"] is False
     assert receipt["auditHead"] == {"seq": before_receipt[-1].seq, "hash": before_receipt[-1].hash.hex()}
     assert all(value not in first.document.decode() for _, value in IDENTITIES)
     assert covers(receipt, identity_hash(KEY, "email", "ann@example.com"))

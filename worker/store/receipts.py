@@ -41,7 +41,7 @@ class Receipt:
 
 JOB_FACTS = """
 SELECT j.id, j.status, j.finished_at, j.created_at, j.request_id, j.workorder_id, j.bundle_id, j.action,
-       j.dataset_id, j.identity_count, p.key AS project_key, p.org_id
+       j.dataset_id, j.identity_count, coalesce(j.dry_run, false) AS dry_run, p.key AS project_key, p.org_id
 FROM jobs j JOIN projects p ON p.id = j.project_id
 WHERE j.id = $1
 """
@@ -63,7 +63,8 @@ async def _payload(
     connection: asyncpg.Connection, job: asyncpg.Record, key: bytes, signer: ReceiptSigner
 ) -> dict[str, Any]:
     products = await connection.fetch(
-        "SELECT product, status, chunks_total, chunks_success, chunks_failed, created_at"
+        "SELECT product, status, chunks_total, chunks_success, chunks_failed, created_at,"
+        " deleted, not_found, identities_failed, retries"
         " FROM product_status WHERE job_id = $1 ORDER BY product",
         job["id"],
     )
@@ -82,6 +83,8 @@ async def _payload(
         "action": job["action"],
         "datasetId": job["dataset_id"],
         "status": job["status"],
+        # A dry run deleted nothing: its receipt proves only what would have been.
+        "dryRun": job["dry_run"],
         "createdAt": iso(job["created_at"]),
         "finishedAt": iso(job["finished_at"]),
         "products": [
@@ -92,6 +95,11 @@ async def _payload(
                 "chunksTotal": row["chunks_total"],
                 "chunksSuccess": row["chunks_success"],
                 "chunksFailed": row["chunks_failed"],
+                # What the product said it did (issue 15 part 1); null: it did not say.
+                "deleted": row["deleted"],
+                "notFound": row["not_found"],
+                "identitiesFailed": row["identities_failed"],
+                "retries": row["retries"] or 0,
             }
             for row in products
         ],

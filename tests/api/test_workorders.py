@@ -184,3 +184,15 @@ async def test_100000_identities_accepted_and_completed_end_to_end(
     assert await pool.fetchval("SELECT count(*) FROM demo.sessions WHERE user_id LIKE 'wo-%'") == 0
     chunks = await pool.fetchval("SELECT count(*) FROM task_chunks WHERE job_id = $1", job_id)
     assert chunks == 3 * 10  # 10 chunks of 10,000 identities for each of the 3 products
+
+
+@pytest.mark.parametrize("path", ["/workorder", "/public/{key}/jobs"])
+async def test_a_list_cursor_that_is_no_id_is_400_not_a_database_error(
+    client: httpx.AsyncClient, tenant: Tenant, path: str
+) -> None:
+    """Found by the schema fuzzer: `after` with a NUL byte reached Postgres (22021) and
+    answered 500."""
+    url = path.format(key=tenant.project_key)
+    for after in ("\x00", "a" * 201):
+        answer = await client.get(url, params={"after": after}, headers=tenant.bearer)
+        assert answer.status_code == 400, answer.text

@@ -14,6 +14,7 @@ from worker.store.reads import MAX_OFFSET, PageRequest
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+MAX_AFTER = 200  # longer than any id or cursor a list hands out
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ def paging(
         str | None, Query(description="Only items older than this one (its id): the next page, at any depth.")
     ] = None,
 ) -> Paging:
+    if after is not None and ("\x00" in after or len(after) > MAX_AFTER):
+        # Never an id; Postgres refuses a NUL in text, which would answer 500.
+        raise ApiError(400, "after: not an id of this list")
     size = _as_int(limit)
     number = _as_int(page)
     return Paging(

@@ -106,8 +106,8 @@ CREATE FUNCTION deletion_audit_actor() RETURNS text LANGUAGE sql STABLE AS $$
     SELECT nullif(current_setting('deletion.actor', true), '')
 $$;
 
--- Without JIT, like the event triggers (0008): transition-table row counts are unknown to
--- the planner, and compiling its overestimates cost seconds per statement.
+-- Without JIT and with joins of transition tables through EXECUTE, like the event
+-- triggers (0008, which says why).
 CREATE FUNCTION deletion_audit_jobs_inserted() RETURNS trigger LANGUAGE plpgsql SET jit = off AS $$
 BEGIN
     PERFORM deletion_audit_append(
@@ -130,7 +130,8 @@ END $$;
 -- (a work order's text) leave no entry.
 CREATE FUNCTION deletion_audit_jobs_updated() RETURNS trigger LANGUAGE plpgsql SET jit = off AS $$
 BEGIN
-    PERFORM deletion_audit_append(array_agg(c.id), array_agg(c.kind), array_agg(c.detail))
+    EXECUTE $sql$
+    SELECT deletion_audit_append(array_agg(c.id), array_agg(c.kind), array_agg(c.detail))
     FROM (
         SELECT n.id,
                CASE WHEN n.status IS DISTINCT FROM o.status THEN 'job.' || n.status ELSE 'job.identities_hashed' END
@@ -142,7 +143,8 @@ BEGIN
         FROM new_rows n JOIN old_rows o ON o.id = n.id
         WHERE n.status IS DISTINCT FROM o.status
            OR (n.identities_hashed_at IS NOT NULL AND o.identities_hashed_at IS NULL)
-    ) c;
+    ) c
+    $sql$;
     RETURN NULL;
 END $$;
 
@@ -150,7 +152,8 @@ END $$;
 -- only for `skipped`, whose text is the worker's own (a product's error text is not).
 CREATE FUNCTION deletion_audit_products_updated() RETURNS trigger LANGUAGE plpgsql SET jit = off AS $$
 BEGIN
-    PERFORM deletion_audit_append(array_agg(c.job_id), array_agg('products'::text), array_agg(c.detail))
+    EXECUTE $sql$
+    SELECT deletion_audit_append(array_agg(c.job_id), array_agg('products'::text), array_agg(c.detail))
     FROM (
         SELECT n.job_id,
                json_build_object(
@@ -163,7 +166,8 @@ BEGIN
         FROM new_rows n JOIN old_rows o ON o.job_id = n.job_id AND o.product = n.product
         WHERE n.status IS DISTINCT FROM o.status
         GROUP BY n.job_id
-    ) c;
+    ) c
+    $sql$;
     RETURN NULL;
 END $$;
 

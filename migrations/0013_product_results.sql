@@ -55,7 +55,8 @@ CREATE TABLE identity_failures (
 -- rather than in 0011: the columns exist only from this file on.
 CREATE OR REPLACE FUNCTION deletion_audit_products_updated() RETURNS trigger LANGUAGE plpgsql SET jit = off AS $$
 BEGIN
-    PERFORM deletion_audit_append(array_agg(c.job_id), array_agg('products'::text), array_agg(c.detail))
+    EXECUTE $sql$
+    SELECT deletion_audit_append(array_agg(c.job_id), array_agg('products'::text), array_agg(c.detail))
     FROM (
         SELECT n.job_id,
                json_build_object(
@@ -69,6 +70,7 @@ BEGIN
         FROM new_rows n JOIN old_rows o ON o.job_id = n.job_id AND o.product = n.product
         WHERE n.status IS DISTINCT FROM o.status
         GROUP BY n.job_id
-    ) c;
+    ) c
+    $sql$;
     RETURN NULL;
 END $$;

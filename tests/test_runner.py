@@ -39,9 +39,13 @@ async def test_a_consumer_the_broker_cancelled_fails_health_and_comes_back(
     seen: list[str] = []
 
     async def watch() -> None:
+        # Every 50 ms: a failed session lasts longer than that. Polled every 5 ms, reading
+        # the whole metrics registry (hundreds of per-project series late in a full run)
+        # took the event loop from the worker it shares, whose new session then never
+        # started (seen twice in full runs: it started the moment the watcher stopped).
         while True:
             seen.extend(health_problems())
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.05)
 
     watcher = asyncio.create_task(watch())
     connection = await connect(settings.amqp_url)

@@ -57,16 +57,42 @@ ensure_rabbitmq() {
   command -v rabbitmqctl >/dev/null 2>&1 && timeout 60 rabbitmqctl await_startup >/dev/null 2>&1 || sleep 3
 }
 
+# The console's browser tests (tests/console) drive Debian's Chromium: Playwright's own
+# browser download is not reachable from every machine, the Debian package is.
+ensure_chromium() {
+  [ -x /usr/bin/chromium ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing Chromium (the console's browser tests)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  else
+    log "no /usr/bin/chromium and no way to install it here: the console's browser tests will be skipped"
+  fi
+}
+
+# uv installs exactly what uv.lock pins. It comes from PyPI through pip, into a directory of
+# the venv of its own: `uv sync` removes from the venv whatever the lock does not name.
+UV_VERSION=0.13.9
+UV=$VENV/tools/bin/uv
+
+ensure_uv() {
+  if [ ! -x $UV ] || [ "$($UV --version | cut -d' ' -f2)" != "$UV_VERSION" ]; then
+    log "installing uv $UV_VERSION"
+    $VENV/bin/python -m pip install -q --upgrade --target $VENV/tools "uv==$UV_VERSION"
+  fi
+}
+
 ensure_venv() {
   local stamp=$VENV/.installed
   if [ ! -x $VENV/bin/python ]; then
     log "creating $VENV"
     $PYTHON -m venv $VENV
   fi
-  if [ ! -f $stamp ] || [ pyproject.toml -nt $stamp ]; then
-    log "installing the project and its dev tools"
-    $VENV/bin/python -m pip install -q --upgrade pip
-    $VENV/bin/python -m pip install -q -e '.[dev]'
+  ensure_uv
+  if [ ! -f $stamp ] || [ pyproject.toml -nt $stamp ] || [ uv.lock -nt $stamp ]; then
+    log "installing the project and its dev tools, at the versions in uv.lock"
+    # --locked: stop, rather than install something else, when uv.lock no longer matches
+    # pyproject.toml (refresh it with `$UV lock`). Never a Python of uv's own: this one.
+    UV_PROJECT_ENVIRONMENT=$VENV UV_PYTHON_DOWNLOADS=never $UV sync --locked --extra dev --python $VENV/bin/python
     touch $stamp
   fi
 }
@@ -84,8 +110,11 @@ case "$cmd" in
     ensure_postgres
     ensure_rabbitmq
     ensure_venv
+    ensure_chromium
     export DELETION_TEST_AMQP_URL=${DELETION_TEST_AMQP_URL:-amqp://guest:guest@$AMQP_HOST:$AMQP_PORT/}
     export DELETION_TEST_DATABASE_URL=${DELETION_TEST_DATABASE_URL:-postgresql://postgres@$PG_HOST:$PG_PORT/postgres}
+    log "uv.lock"  # out of date with pyproject.toml: CI fails here, and says how to refresh it
+    $UV lock --check
     log "ruff"
     $VENV/bin/ruff check .
     $VENV/bin/ruff format --check .

@@ -22,10 +22,13 @@ from typing import Any
 import aio_pika
 import asyncpg
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.metrics import MetricWrapperBase
 
 from tests.support import Services, WorkerHandle, start_worker, stop_worker
-from worker import metrics
+from worker import metrics, tracing
 from worker.db import init_connection
 from worker.ops.demo import ensure_demo_schema
 from worker.ops.migrate import apply_migrations
@@ -176,3 +179,17 @@ def _forget_role_states() -> Iterator[None]:
     for value in vars(metrics).values():
         if isinstance(value, MetricWrapperBase) and value._labelnames:
             value.clear()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Tracing on for this test, every finished span kept in memory; off again afterwards."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use(provider)
+    try:
+        yield exporter
+    finally:
+        tracing.use(None)
+        provider.shutdown()

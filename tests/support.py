@@ -219,3 +219,61 @@ async def get_all(settings: Settings, queue: str) -> list[str]:
         return texts
     finally:
         await connection.close()
+
+
+class TcpProxy:
+    """Forwards connections to the broker, and breaks them as a network would: `latency`
+    seconds added to every chunk each way; `drop()` cuts every connection at once (RST, in
+    the middle of whatever frame was on its way); `blackhole()` stops forwarding on the
+    connections open now without closing them (no FIN: only a heartbeat notices), while
+    new connections pass."""
+
+    def __init__(self, target_host: str, target_port: int, latency: float = 0.0) -> None:
+        self.target = (target_host, target_port)
+        self.latency = latency
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.frozen: set[asyncio.StreamWriter] = set()
+        self.closing = asyncio.Event()
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        self.writers.update((writer, upstream_writer))
+        await asyncio.gather(
+            self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer), return_exceptions=True
+        )
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                if self.latency:
+                    await asyncio.sleep(self.latency)
+                if writer in self.frozen:
+                    break
+                writer.write(data)
+                await writer.drain()
+            if writer in self.frozen:
+                # Silent, even when the far side closes: no data and no FIN, until the end.
+                await self.closing.wait()
+        finally:
+            writer.close()
+            self.writers.discard(writer)
+
+    def drop(self) -> None:
+        for writer in list(self.writers):
+            writer.transport.abort()
+
+    def blackhole(self) -> None:
+        self.frozen.update(self.writers)
+
+    async def close(self) -> None:
+        self.closing.set()
+        self.drop()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()

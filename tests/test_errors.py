@@ -17,6 +17,8 @@ from worker.errors import FailureClass, PermanentError, TransientError, Unavaila
         (asyncpg.exceptions.AdminShutdownError("terminating"), FailureClass.UNAVAILABLE),
         (asyncpg.exceptions.TooManyConnectionsError("too many"), FailureClass.UNAVAILABLE),
         (asyncpg.exceptions.ReadOnlySQLTransactionError("standby"), FailureClass.UNAVAILABLE),
+        # A multi-host URL while no server is writable yet (between a primary's stop and a promotion).
+        (asyncpg.exceptions.TargetServerAttributeNotMatched("no primary"), FailureClass.UNAVAILABLE),
         (asyncpg.exceptions.DiskFullError("disk full"), FailureClass.UNAVAILABLE),
         (ConnectionRefusedError(), FailureClass.UNAVAILABLE),
         (UnavailableError("down"), FailureClass.UNAVAILABLE),

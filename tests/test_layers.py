@@ -1,6 +1,6 @@
 """The import stack runs one way, and only worker/amqp talks to the AMQP client libraries.
 
-cli → bench → runner | api | ops → roles → handlers | store | amqp → db | products | … →
+cli → bench → console → runner | api | ops → roles → handlers | store | amqp → db | products | … →
 settings → errors | schemas. `store` and `amqp` never import each other: roles are the
 only place where a transaction and a publish meet.
 """
@@ -13,8 +13,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {
     "worker": 0,  # the package itself (empty)
-    "worker.cli": 7,
-    "worker.bench": 6,
+    "worker.cli": 8,
+    "worker.bench": 7,
+    "worker.console": 6,  # the web console: pages over the API's state, the store and the operator tools
     "worker.runner": 5,
     "worker.api": 5,
     "worker.ops": 5,
@@ -31,12 +32,14 @@ LAYERS = {
     "worker.retry": 2,
     "worker.metrics": 2,
     "worker.logs": 2,
+    "worker.tracing": 1,  # W3C trace context and spans: below logging, which adds trace ids
     "worker.aio": 2,
     "worker.gc_pause": 2,
     "worker.due_dates": 2,
     "worker.receipts": 2,  # canonical JSON, Ed25519, identity digests: pure, below the store that issues receipts
     "worker.settings": 1,
     "worker.errors": 0,
+    "worker.topics": 0,  # topic-pattern matching, pure: settings validate with it
     "schemas": 0,
 }
 AMQP_LIBRARIES = ("aio_pika", "aiormq", "pamqp")

@@ -78,3 +78,32 @@ def test_the_deploy_files_placeholder_keys_are_recognised_as_weak() -> None:
     for placeholder in [*found, "change-me-in-production", "short"]:
         assert Settings(identity_hash_key=SecretStr(placeholder)).identity_hash_key_is_weak(), placeholder
     assert not Settings(identity_hash_key=SecretStr(secrets.token_urlsafe(32))).identity_hash_key_is_weak()
+
+
+def test_a_primary_and_its_standbys_in_one_url() -> None:
+    url = "postgresql://postgres@10.0.0.1:5432,10.0.0.2:5432/deletion?target_session_attrs=read-write"
+    assert Settings(database_url=url).database_url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("postgresql://postgres@10.0.0.1:5432,/deletion", "an empty entry in the list of hosts"),
+        ("postgresql://postgres@a:5432,b:5432/db?target_session_attrs=writable", "target_session_attrs is one of"),
+    ],
+)
+def test_a_mistaken_host_list_is_refused_at_start(url: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        Settings(database_url=url)
+
+
+def test_broker_urls_are_the_cluster_list_or_the_single_url() -> None:
+    assert Settings(amqp_url="amqp://one/").broker_urls == ("amqp://one/",)
+    several = Settings(amqp_url="amqp://one/", amqp_urls="amqp://a/, amqp://b/,amqp://c/")
+    assert several.broker_urls == ("amqp://a/", "amqp://b/", "amqp://c/")
+    shuffled = several.model_copy(update={"amqp_shuffle": True})
+    orders = {shuffled.broker_urls for _ in range(200)}
+    assert len(orders) > 1
+    assert all(sorted(order) == sorted(several.broker_urls) for order in orders)
+    with pytest.raises(ValueError, match="amqp://"):
+        Settings(amqp_urls="amqp://a/,http://b/")

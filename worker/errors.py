@@ -113,6 +113,9 @@ def classify(error: BaseException) -> FailureClass:
         return FailureClass.CONTENTION
     if isinstance(error, (OSError, ConnectionError, asyncpg.exceptions.InterfaceError)):
         return FailureClass.UNAVAILABLE
+    if isinstance(error, asyncpg.exceptions.TargetServerAttributeNotMatched):
+        # Every host of a multi-host URL answered, none writable: a failover under way.
+        return FailureClass.UNAVAILABLE
     return FailureClass.NEVER_RETRY
 
 

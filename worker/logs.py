@@ -15,6 +15,8 @@ from typing import Any
 
 import structlog
 
+from worker import tracing
+
 REDACTED_KEYS = frozenset({"identity", "identities", "identity_value", "user_id", "userId", "id_value"})
 
 
@@ -57,6 +59,7 @@ def configure_logging(level: str = "info", log_format: str = "auto") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            tracing.add_trace_ids,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact_identities,

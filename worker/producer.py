@@ -14,19 +14,31 @@ WebhookSignatureError on a bad or missing signature, a changed body, or a replay
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
+import structlog
 
 from schemas import DeletionRequest, Identity, Namespace
 from schemas.wire import request_message as encode_request
-from worker.amqp import Connection, Outgoing, Publisher, Topology, connect
+from worker.amqp import Connection, Outgoing, Publisher, PublishRefusedError, Topology, connect, is_broker_failure
+from worker.errors import TransientError, describe
+from worker.retry import RECONNECT_POLICY
 from worker.webhooks.signing import DEFAULT_TOLERANCE_SECONDS, WebhookSignatureError, check_signature
+
+log = structlog.get_logger(__name__)
+
+# Connections a batch is published on before the error is the caller's: with every
+# node of a cluster tried on each, three nodes down in turn still leave one attempt.
+PUBLISH_ATTEMPTS = 5
 
 __all__ = [
     "Producer",
+    "PublishTimeoutError",
     "WebhookSignatureError",
     "build_request",
     "publish_deletion",
@@ -78,6 +90,12 @@ def request_message(request: DeletionRequest, queue: str) -> Outgoing:
     return Outgoing(routing_key=queue, body=encode_request(request), message_id=request.request_id)
 
 
+class PublishTimeoutError(TransientError):
+    """The broker did not confirm a publish in time: it is blocking publishers (a memory
+    or disk alarm) or went silent. Some of the batch may have arrived; publishing it again
+    is safe (a request id is one job)."""
+
+
 class Producer:
     """A connection kept open for many publishes (a service publishing steadily):
 
@@ -85,35 +103,83 @@ class Producer:
         await producer.publish([request, ...])
     """
 
-    def __init__(self, amqp_url: str, prefix: str = "deletion") -> None:
+    def __init__(
+        self, amqp_url: str | Sequence[str], prefix: str = "deletion", *, confirm_timeout: float = 300.0
+    ) -> None:
+        # Several addresses (a sequence, or one string with commas): the nodes of a
+        # cluster, tried in order until one accepts the connection.
         self.amqp_url = amqp_url
+        # How long one publish waits for the broker's confirms: a broker under a memory or
+        # disk alarm blocks publishers for as long as the alarm lasts.
+        self.confirm_timeout = confirm_timeout
         self.queue = Topology(prefix, ()).requests.main
         self._connection: Connection | None = None
         self._publisher: Publisher | None = None
+        self._entered = False
 
     async def __aenter__(self) -> Producer:
-        self._connection = await connect(self.amqp_url, name="deletion-worker producer")
-        self._publisher = await Publisher.open(self._connection)
+        await self._open()
+        self._entered = True
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
         if self._connection is not None:
             await self._connection.close()
 
+    async def _open(self) -> None:
+        self._connection = await connect(self.amqp_url, name="deletion-worker producer")
+        self._publisher = await Publisher.open(self._connection)
+
     async def publish(self, requests: Sequence[DeletionRequest]) -> None:
-        """All confirms outstanding at once; returns when the broker has every message."""
-        assert self._publisher is not None, "use `async with Producer(...)`"
-        await self._publisher.publish([request_message(request, self.queue) for request in requests])
+        """All confirms outstanding at once; returns when the broker has every message.
+
+        When the connection is lost (its node died) or the broker refuses a message, the
+        whole batch is published again on a new connection (to the next node that
+        answers), a bounded number of times: some of it may then reach the queue twice,
+        which the service absorbs (a request id is one job). Under a broker alarm this
+        waits until the alarm clears, or raises PublishTimeoutError after
+        `confirm_timeout` seconds (publish again later: the batch may have arrived in part).
+        """
+        assert self._entered, "use `async with Producer(...)`"
+        messages = [request_message(request, self.queue) for request in requests]
+        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+            try:
+                if self._publisher is None:
+                    await self._open()
+                assert self._publisher is not None
+                await asyncio.wait_for(self._publisher.publish(messages), self.confirm_timeout)
+            except TimeoutError:
+                await self._drop()
+                raise PublishTimeoutError(f"no confirms within {self.confirm_timeout} s (a broker alarm?)") from None
+            except Exception as error:
+                # A nack (PublishRefusedError) is retried too: a quorum queue electing a new
+                # leader refuses what it is sent for a moment (seen after a leader's kill -9).
+                retried = is_broker_failure(error) or isinstance(error, (OSError, PublishRefusedError))
+                if attempt == PUBLISH_ATTEMPTS or not retried:
+                    raise
+                log.warning("producer_reconnecting", error=describe(error), attempt=attempt)
+                await self._drop()
+                await asyncio.sleep(RECONNECT_POLICY.delay_ms(attempt) / 1000)
+            else:
+                return
+
+    async def _drop(self) -> None:
+        connection, self._connection, self._publisher = self._connection, None, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), 5)
 
 
-async def publish_requests(amqp_url: str, requests: Sequence[DeletionRequest], prefix: str = "deletion") -> None:
+async def publish_requests(
+    amqp_url: str | Sequence[str], requests: Sequence[DeletionRequest], prefix: str = "deletion"
+) -> None:
     """Publish many requests on one connection, all confirms outstanding at once."""
     async with Producer(amqp_url, prefix) as producer:
         await producer.publish(requests)
 
 
 async def publish_deletion(
-    amqp_url: str,
+    amqp_url: str | Sequence[str],
     project_key: str,
     identities: Sequence[tuple[str, str]],
     *,

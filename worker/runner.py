@@ -154,7 +154,7 @@ class WorkerProcess:
     # -- one connection's worth of work ---------------------------------------------------
 
     async def _run_session(self) -> None:
-        connection = await connect(self.settings.amqp_url)
+        connection = await connect(self.settings.broker_urls)
         lost = asyncio.Event()
         connection.close_callbacks.add(lambda *_: lost.set())
         try:

@@ -6,17 +6,20 @@ and the deployment test checks every variable it sets against these fields.
 
 from __future__ import annotations
 
+import random
 import re
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qs, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.messages import Regulation
 from worker.errors import ConfigError
+from worker.topics import validate_pattern
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PRODUCTS_FILE = PACKAGE_ROOT / "deploy" / "products.demo.toml"
@@ -48,6 +51,8 @@ DEFAULT_OPENDSR_IDENTITY_NAMESPACES: dict[str, str] = {
     "roku_advertising_id": "rokuAdvertisingId",
     "roku_publisher_id": "rokuPublisherId",
 }
+# What asyncpg accepts; read-write is the one that follows a failover.
+TARGET_SESSION_ATTRS = ("any", "primary", "standby", "prefer-standby", "read-write", "read-only")
 OPENDSR_IDENTITY_KEY = r"^[a-z][a-z0-9_]{0,63}(:(raw|sha1|md5|sha256))?$"
 
 
@@ -56,6 +61,11 @@ class Settings(BaseSettings):
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    # The nodes of a RabbitMQ cluster, comma-separated; when set it replaces amqp_url.
+    # Each (re)connect tries them in order, or in a new random order with amqp_shuffle
+    # (to spread many processes over the nodes): see `broker_urls`.
+    amqp_urls: str = ""
+    amqp_shuffle: bool = False
     products_file: Path = DEFAULT_PRODUCTS_FILE
     migrations_dir: Path = DEFAULT_MIGRATIONS_DIR
 
@@ -92,8 +102,12 @@ class Settings(BaseSettings):
     # after this long (their dispatcher died) are published by another.
     outbox_lease: float = Field(default=60.0, gt=0)
 
-    # Lifecycle events: how often the relay looks for new ones when it found none.
+    # Lifecycle events: how often the relay looks for new ones when it found none, and
+    # which event types it publishes to the broker, as comma-separated topic patterns
+    # (`job.*,product.*.failed`; `#` is all). Each event costs a broker message; types
+    # left out are still recorded, sent to webhooks and callbacks, and audited.
     events_interval: float = Field(default=0.2, gt=0)
+    events_publish: str = "#"
     # Due dates: a regulation's deadline from receipt (JSON, e.g. {"gdpr": "P20D"}: the
     # regulations not named keep their default), and how long before it a job still
     # running is reported at risk (event job.at_risk, gauge deletion_jobs_at_risk).
@@ -169,12 +183,19 @@ class Settings(BaseSettings):
     # seconds for its turn, then gets 503 with Retry-After.
     api_max_parse_bytes: int = Field(default=12 * 1024 * 1024, ge=1024)
     api_parse_wait: float = Field(default=60.0, gt=0)
+    # The web console (/console): the key that signs its session cookies. Empty: a random
+    # key per process, so sessions end when the API restarts and do not cross replicas.
+    console_session_key: SecretStr = SecretStr("")
+    console_session_hours: float = Field(default=12.0, gt=0)
 
     # Worker metrics and health endpoint (0 = off).
     metrics_port: int = Field(default=9108, ge=0, le=65535)
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
+    # OpenTelemetry's own variable, not DELETION_-prefixed, so the standard deployment
+    # convention works: set, every process exports traces over OTLP/HTTP (worker.tracing).
+    otel_exporter_otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
 
     shutdown_timeout: float = Field(default=30.0, gt=0)
 
@@ -192,6 +213,15 @@ class Settings(BaseSettings):
         placeholder = "change" in key.lower().replace("-", "").replace("_", "") and "me" in key.lower()
         return key == DEFAULT_WEBHOOK_SECRET_KEY or placeholder or len(key.encode()) < MIN_HASH_KEY_BYTES
 
+    @property
+    def broker_urls(self) -> tuple[str, ...]:
+        """The broker addresses to try, in the order to try them; read on every (re)connect,
+        so that with amqp_shuffle each one spreads anew."""
+        urls = [url.strip() for url in self.amqp_urls.split(",") if url.strip()] or [self.amqp_url]
+        if self.amqp_shuffle:
+            random.shuffle(urls)
+        return tuple(urls)
+
     def deadline(self, regulation: Regulation) -> timedelta:
         return self.regulation_deadlines.get(regulation, DEFAULT_REGULATION_DEADLINES[regulation])
 
@@ -205,17 +235,43 @@ class Settings(BaseSettings):
             raise ValueError("namespaces are 1 to 255 characters")
         return value
 
-    @field_validator("database_url")
+    @property
+    def event_publish_patterns(self) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.events_publish.split(",") if part.strip())
+
+    @field_validator("events_publish")
     @classmethod
-    def _postgres_scheme(cls, value: str) -> str:
-        if not value.startswith(("postgresql://", "postgres://")):
-            raise ValueError("must start with postgresql://")
+    def _topic_patterns(cls, value: str) -> str:
+        patterns = [part.strip() for part in value.split(",") if part.strip()]
+        for pattern in patterns:
+            validate_pattern(pattern)
         return value
 
-    @field_validator("amqp_url")
+    @field_validator("database_url")
     @classmethod
-    def _amqp_scheme(cls, value: str) -> str:
-        if not value.startswith(("amqp://", "amqps://")):
+    def _postgres_url(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql://")
+        # A primary and its standbys: `host1:5432,host2:5432/db?target_session_attrs=read-write`.
+        # Every connection (a pool's new one after a failover too) tries the hosts in order
+        # and keeps the first that accepts writes. asyncpg would only refuse a mistake here
+        # when it first connects, after the process had started.
+        parts = urlsplit(value)
+        hosts = parts.netloc.rpartition("@")[2].split(",")
+        if len(hosts) > 1 and not all(host.strip() for host in hosts):
+            raise ValueError("an empty entry in the list of hosts")
+        for attrs in parse_qs(parts.query).get("target_session_attrs", []):
+            if attrs not in TARGET_SESSION_ATTRS:
+                raise ValueError(f"target_session_attrs is one of {', '.join(TARGET_SESSION_ATTRS)}")
+        return value
+
+    @field_validator("amqp_url", "amqp_urls")
+    @classmethod
+    def _amqp_scheme(cls, value: str, info: ValidationInfo) -> str:
+        urls = [url.strip() for url in value.split(",") if url.strip()]
+        if (not urls and info.field_name == "amqp_url") or any(
+            not url.startswith(("amqp://", "amqps://")) for url in urls
+        ):
             raise ValueError("must start with amqp:// or amqps://")
         return value
 

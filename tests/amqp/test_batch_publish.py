@@ -25,15 +25,6 @@ DeclareQueue = Callable[..., Awaitable[str]]
 
 
 @pytest.fixture
-async def connection(services: Services) -> AsyncIterator[AbstractConnection]:
-    opened = await aio_pika.connect(services.amqp_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
-@pytest.fixture
 async def declare_queue(connection: AbstractConnection) -> AsyncIterator[DeclareQueue]:
     """Declares queues under a name of this test's own; deletes them afterwards."""
     prefix = f"batchpub-{secrets.token_hex(4)}"

@@ -7,19 +7,23 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import prometheus_client
 import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 
 import worker.api.metrics
 import worker.metrics
 from worker.roles.spec import parse_role
 from worker.settings import Settings
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
 SETTING_NAMES = {f"DELETION_{name.upper()}" for name in Settings.model_fields}
 PRODUCTS = list(tomllib.loads((DEPLOY / "products.demo.toml").read_text())["products"])
 
@@ -124,3 +128,39 @@ def test_dashboard_uses_only_metrics_that_exist() -> None:
             used |= set(re.findall(r"\b(deletion_[a-z_]+)", target["expr"]))
     assert used
     assert used <= known, used - known
+
+
+def _requirement_key(name: str, specifier: str, extras: Iterable[str]) -> tuple[str, SpecifierSet, frozenset[str]]:
+    return canonicalize_name(name), SpecifierSet(specifier), frozenset(extras)
+
+
+def test_uv_lock_was_made_from_this_pyproject() -> None:
+    """What CI's `uv lock --check` refuses, caught without uv or the network: a dependency
+    added, dropped or re-bounded in pyproject.toml since uv.lock was written. The fix is
+    `.venv/tools/bin/uv lock`."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {
+        _requirement_key(requirement.name, str(requirement.specifier), requirement.extras)
+        for requirement in map(
+            Requirement,
+            [*project["dependencies"], *(r for extra in project["optional-dependencies"].values() for r in extra)],
+        )
+    }
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    ours = next(package for package in lock["package"] if package["name"] == project["name"])
+    locked = {
+        _requirement_key(entry["name"], entry.get("specifier", ""), entry.get("extras", ()))
+        for entry in ours["metadata"]["requires-dist"]
+    }
+    assert locked == wanted, f"uv.lock is out of date: {wanted ^ locked}"
+
+
+def test_every_install_reads_the_lock_with_the_same_uv() -> None:
+    dev_sh = (DEPLOY / "dev.sh").read_text()
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    pinned = re.search(r"^UV_VERSION=(\S+)$", dev_sh, re.MULTILINE)
+    assert pinned is not None
+    assert f"uv=={pinned.group(1)}" in dockerfile
+    assert "sync --locked" in dev_sh
+    assert dockerfile.count("uv sync --locked") == 2
+    assert "pip install -e" not in dev_sh  # nothing installed around the lock

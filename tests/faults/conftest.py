@@ -7,6 +7,7 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aio_pika
 import asyncpg
@@ -68,7 +69,8 @@ async def make_database(admin_url: str) -> tuple[str, str]:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    # The path names the database; the query (target_session_attrs of a multi-host URL) stays.
+    url = urlsplit(admin_url)._replace(path=f"/{name}").geturl()
     await apply_migrations(url, REPO / "migrations")
     connection = await asyncpg.connect(url)
     try:
@@ -83,7 +85,7 @@ async def drop_database(admin_url: str, url: str) -> None:
     with contextlib.suppress(Exception):
         admin = await asyncpg.connect(admin_url)
         try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+            await admin.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path.lstrip("/")}" WITH (FORCE)')
         finally:
             await admin.close()
 

@@ -14,8 +14,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from tests.sdk.helpers import EXTERNAL_CRM, TcpProxy, crm_worker, eventually
+from tests.sdk.helpers import EXTERNAL_CRM, crm_worker, eventually
 from tests.support import (
+    TcpProxy,
     WorkerHandle,
     get_dead_letters,
     job_ids_for,

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import pytest
 
+from tests.store.dispatched import Tasks, dispatched_jobs
 from worker.db import retry_contention
 from worker.errors import RefusedError
 from worker.store.acks import ChunkResult, apply_acks
@@ -21,31 +22,11 @@ MakeProject = Callable[..., Awaitable[tuple[int, str]]]
 PRODUCTS = ["p1", "p2", "p3"]
 
 
-Tasks = dict[tuple[int, str], uuid.UUID]  # (job, product) → the task that carries its chunk
-
-
 async def running_jobs_with_tasks(pool: asyncpg.Pool, project_id: int, count: int, tag: str) -> Tasks:
-    """`count` single-identity jobs dispatched the way dispatch does it: a task per product, one chunk each."""
-    async with pool.acquire() as connection:
-        created = await create_jobs(
-            connection,
-            [NewJob(f"{tag}-{i}", project_id, [("userId", f"{tag}-{i}")]) for i in range(count)],
-            PRODUCTS,
-            None,
-        )
-        tasks = {(job_id, product): uuid.uuid4() for job_id in created.values() for product in PRODUCTS}
-        await connection.copy_records_to_table(
-            "task_chunks",
-            records=[(job_id, product, 0, task, 0, 1) for (job_id, product), task in tasks.items()],
-            columns=["job_id", "product", "chunk_no", "task_id", "seq_from", "seq_to"],
-        )
-        await connection.execute(
-            "WITH r AS (UPDATE jobs SET status = 'running', dispatched_at = now() WHERE id = ANY($1) RETURNING id)"
-            " INSERT INTO running_jobs (job_id, since) SELECT id, now() FROM r",
-            list(created.values()),
-        )
-        await connection.execute("DELETE FROM dispatch_queue WHERE job_id = ANY($1)", list(created.values()))
-    return tasks
+    """`count` single-identity jobs, dispatched."""
+    return await dispatched_jobs(
+        pool, [NewJob(f"{tag}-{i}", project_id, [("userId", f"{tag}-{i}")]) for i in range(count)], PRODUCTS
+    )
 
 
 def jobs_of(tasks: Tasks) -> list[int]:

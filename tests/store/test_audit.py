@@ -5,7 +5,6 @@ refusal (as a superuser) is found by verify_chain."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -14,6 +13,7 @@ import asyncpg
 import orjson
 import pytest
 
+from tests.store.dispatched import Tasks, dispatched_jobs
 from tests.support import end_job
 from worker.store.acks import ChunkResult, apply_acks
 from worker.store.audit import GENESIS, job_audit, verify_chain
@@ -23,36 +23,14 @@ from worker.store.retention import hash_expired_identities
 MakeProject = Callable[..., Awaitable[tuple[int, str]]]
 PRODUCTS = ["p1", "p2", "p3"]
 SECRET = "audit.person@example.com"
-Tasks = dict[tuple[int, str], uuid.UUID]
 
 
 async def running_jobs(
     pool: asyncpg.Pool, project_id: int, count: int, tag: str, created_by: str | None = None
 ) -> Tasks:
-    """`count` jobs of one identity each, dispatched as dispatch does (a chunk per product)."""
-    async with pool.acquire() as connection:
-        created = await create_jobs(
-            connection,
-            [
-                NewJob(f"{tag}-{i}", project_id, [("email", f"{i}.{SECRET}")], created_by=created_by)
-                for i in range(count)
-            ],
-            PRODUCTS,
-            None,
-        )
-        tasks = {(job_id, product): uuid.uuid4() for job_id in created.values() for product in PRODUCTS}
-        await connection.copy_records_to_table(
-            "task_chunks",
-            records=[(job_id, product, 0, task, 0, 1) for (job_id, product), task in tasks.items()],
-            columns=["job_id", "product", "chunk_no", "task_id", "seq_from", "seq_to"],
-        )
-        await connection.execute(
-            "WITH r AS (UPDATE jobs SET status = 'running', dispatched_at = now() WHERE id = ANY($1) RETURNING id)"
-            " INSERT INTO running_jobs (job_id, since) SELECT id, now() FROM r",
-            list(created.values()),
-        )
-        await connection.execute("DELETE FROM dispatch_queue WHERE job_id = ANY($1)", list(created.values()))
-    return tasks
+    """`count` jobs of one identity each, dispatched."""
+    jobs = [NewJob(f"{tag}-{i}", project_id, [("email", f"{i}.{SECRET}")], created_by=created_by) for i in range(count)]
+    return await dispatched_jobs(pool, jobs, PRODUCTS)
 
 
 def acks(tasks: Tasks, product: str, status: str = "success", error: str | None = None) -> list[ChunkResult]:

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiormq.abc
@@ -15,8 +15,9 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.exceptions import DeliveryError
 from pamqp import commands as spec
 
-from worker import metrics
+from worker import metrics, tracing
 from worker.amqp import _batch as batch_publish
+from worker.amqp import _confirms as confirms
 from worker.errors import TransientError
 
 log = structlog.get_logger(__name__)
@@ -75,6 +76,8 @@ class Publisher:
         self._channel = channel
         self._underlay = underlay
         self._batched = batched and batch_publish.supports(underlay)
+        if self._batched:
+            confirms.install(underlay)
         metrics.PUBLISHER_BATCHED.set(1 if self._batched else 0)
         if batched and not self._batched:
             log.warning("publishing one message at a time: this aiormq does not allow batched writes")
@@ -101,6 +104,9 @@ class Publisher:
         the error for each it refused. Raises only when the channel itself failed."""
         if not messages:
             return []
+        if tracing.enabled():  # off: not even a look at the headers
+            traced = tracing.traced_headers([(item.routing_key, item.headers) for item in messages])
+            messages = [replace(item, headers=headers) for item, headers in zip(messages, traced, strict=True)]
         publishes = [
             batch_publish.Publish(item.exchange, item.routing_key, _properties(item), item.body, item.mandatory)
             for item in messages

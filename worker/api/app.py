@@ -25,6 +25,7 @@ from worker.api.json_body import document_bodies
 from worker.api.limits import BodyLimitMiddleware
 from worker.api.metrics import MetricsMiddleware
 from worker.api.state import ApiState
+from worker.api.traced import TracingMiddleware
 from worker.db import create_pool, init_api_connection
 from worker.products import ProductsFile
 from worker.settings import Settings
@@ -68,4 +69,5 @@ def create_app(settings: Settings, products: ProductsFile, pool: asyncpg.Pool | 
     app.include_router(health.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(TracingMiddleware)  # outermost: the span covers the whole request
     return app

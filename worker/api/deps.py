@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import replace
 from typing import Annotated
 
 import orjson
 from fastapi import Depends, Request
 
+from worker import tracing
 from worker.amqp import Topology
 from worker.api.auth import bearer_owner
 from worker.api.errors import not_found
@@ -68,8 +70,12 @@ def api_request_id() -> str:
 
 
 async def create_job(state: ApiState, job: NewJob, *, family: str, key: str | None, request_fingerprint: bytes) -> int:
-    """Create the job (or, for a key seen before with the same request, find it); returns its id."""
+    """Create the job (or, for a key seen before with the same request, find it); returns its id.
+    With tracing on, the job keeps this request's trace context (worker.api.traced)."""
     settings = state.settings
+    trace_parent = tracing.current_traceparent()
+    if trace_parent is not None:
+        job = replace(job, trace_parent=trace_parent)
     async with state.pool.acquire() as connection:
         return await create_once(
             connection,

@@ -15,11 +15,13 @@ from starlette.routing import Match
 from worker.errors import (
     ConflictError,
     DeletionWorkerError,
+    FailureClass,
     NotFoundError,
     RefusedError,
     TransientError,
     UnavailableError,
     UsageError,
+    classify,
     describe,
 )
 from worker.opendsr.protocol import error_document
@@ -135,6 +137,17 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    if classify(error) is FailureClass.UNAVAILABLE:
+        # Postgres gone mid-request (a restart, a failover): the commit may or may not have
+        # happened, so the answer is "retry", which the Idempotency-Key makes safe.
+        log.warning("api_database_unavailable", error=describe(error))
+        return error_response(
+            503,
+            "the database cannot be reached; retry in a few seconds with the same Idempotency-Key",
+            "unavailable",
+            {"Retry-After": "5"},
+            request.url.path,
+        )
     log.error("api_unexpected_error", error=describe(error))
     return error_response(
         500, "internal error; the request was not carried out, try again", "internal", path=request.url.path

@@ -37,7 +37,7 @@ async def _check_database(state: ApiState) -> str | None:
 async def _check_broker(state: ApiState) -> str | None:
     try:
         connection = await connect(
-            state.settings.amqp_url, timeout=PROBE_TIMEOUT_SECONDS, name="deletion-worker readyz"
+            state.settings.broker_urls, timeout=PROBE_TIMEOUT_SECONDS, name="deletion-worker readyz"
         )
         await connection.close()
     except Exception as error:  # noqa: BLE001 - any failure means not ready

@@ -32,6 +32,7 @@ from schemas.opendsr import (
     RequestCreated,
     RequestStatusBody,
 )
+from worker import tracing
 from worker.amqp import Topology
 from worker.api.deps import Owner, StateDep, checked_callback_urls, fingerprint, project_id_of
 from worker.api.errors import ApiError
@@ -184,6 +185,7 @@ async def create_opendsr_request(
             regulation=regulation,
             # The processor's clock runs from receipt, as for every other request.
             due_at=DuePolicy(state.settings).due_at(regulation, None),
+            trace_parent=tracing.current_traceparent(),
         )
         del body, identities
         settings = state.settings

@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import Iterator
 
 import uvicorn
+from fastapi import FastAPI
 
 from worker.api.app import create_app
 from worker.products import load_products
@@ -23,9 +24,15 @@ class EmbeddedServer(uvicorn.Server):
 
 
 async def serve_api(
-    settings: Settings, stopping: asyncio.Event, host: str | None = None, port: int | None = None
+    settings: Settings,
+    stopping: asyncio.Event,
+    host: str | None = None,
+    port: int | None = None,
+    app: FastAPI | None = None,
 ) -> None:
-    app = create_app(settings, load_products(settings.products_file))
+    """Serve `app` (the CLI passes the API with the console, worker.console.app), else the API alone."""
+    if app is None:
+        app = create_app(settings, load_products(settings.products_file))
     config = uvicorn.Config(
         app,
         host=host or settings.api_host,

@@ -26,6 +26,13 @@ from worker.store.api_keys import create_key
 from worker.store.projects import create_project
 
 
+def short_of_connections(text: str) -> bool:
+    """Postgres refused a connection for want of slots (SQLSTATE 53300), as asyncpg or
+    Postgres words it in an error or a worker's log line."""
+    lowered = text.lower()
+    return "toomanyconnectionserror" in lowered or "too many connections" in lowered
+
+
 class BenchProcessError(Exception):
     """A worker or API process of the bench ended early; the message ends with its output."""
 
@@ -62,6 +69,7 @@ class BenchEnvironment:
             **os.environ,
             "DELETION_DATABASE_URL": self.database_url,
             "DELETION_AMQP_URL": self.settings.amqp_url,
+            "DELETION_AMQP_URLS": self.settings.amqp_urls,
             "DELETION_TOPOLOGY_PREFIX": self.prefix,
             "DELETION_PRODUCTS_FILE": str(self.products_file),
             "DELETION_METRICS_PORT": "0",
@@ -105,11 +113,22 @@ class BenchEnvironment:
             code = process.poll()
             if code is not None:
                 command, log = self.logs[process.pid]
-                tail = log.read_text(errors="replace")[-2000:]
-                raise BenchProcessError(f"`deletion-worker {command}` exited with {code}:\n{tail}")
+                output = log.read_text(errors="replace")
+                # The cause can sit above a long traceback the tail shows (uvicorn's startup).
+                cause = " (Postgres: too many connections)" if short_of_connections(output) else ""
+                raise BenchProcessError(f"`deletion-worker {command}` exited with {code}{cause}:\n{output[-2000:]}")
+
+    def output_tail(self, characters: int = 1500) -> str:
+        """The end of every running process's output (warnings and errors only)."""
+        tails = (
+            f"`deletion-worker {command}`: {log.read_text(errors='replace')[-characters:].strip() or '(nothing)'}"
+            for pid, (command, log) in self.logs.items()
+            if any(process.pid == pid for process in self.processes)
+        )
+        return "\n".join(tails)
 
     async def wait_for_consumers(self, queues: list[str], timeout: float = 30) -> None:
-        connection = await connect(self.settings.amqp_url, name="deletion-worker bench")
+        connection = await connect(self.settings.broker_urls, name="deletion-worker bench")
         try:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
@@ -118,7 +137,7 @@ class BenchEnvironment:
                 if all(depth.consumers for depth in depths):
                     return
                 await asyncio.sleep(0.2)
-            raise TimeoutError("the worker did not start consuming")
+            raise TimeoutError(f"the worker did not start consuming; worker output:\n{self.output_tail()}")
         finally:
             await connection.close()
 
@@ -192,7 +211,7 @@ async def bench_environment(
             except subprocess.TimeoutExpired:
                 process.kill()
         with contextlib.suppress(Exception):
-            amqp = await connect(settings.amqp_url, name="deletion-worker bench")
+            amqp = await connect(settings.broker_urls, name="deletion-worker bench")
             try:
                 await topology.delete(await amqp.channel(), environment.topology)
             finally:

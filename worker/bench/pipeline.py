@@ -30,6 +30,40 @@ class PipelineResult:
     latency_p99_ms: float
 
 
+@dataclass(frozen=True)
+class PacedResult(PipelineResult):
+    """What a paced run achieved, next to what it aimed at: on a busy host the producer
+    may publish below the target, and the pipeline may fall behind what was published."""
+
+    target_rate_per_s: float
+    published_per_s: float  # achieved publish rate over the publishing time
+    publish_seconds: float
+    backlog_at_publish_end: int  # published but not yet completed when publishing stopped
+    backlog_growth_per_s: float
+    kept_up: bool
+
+
+# A paced run keeps up when it published at (nearly) the target and its backlog did not
+# grow by more than this share of the rate: a steady pipeline holds a backlog of about
+# rate x latency, which does not grow.
+KEPT_UP_SHARE = 0.05
+
+
+def _paced(result: PipelineResult, target: float, publish_seconds: float, backlog: int) -> PacedResult:
+    published = result.requests / publish_seconds
+    growth = backlog / publish_seconds
+    kept_up = published >= target * (1 - KEPT_UP_SHARE) and growth <= target * KEPT_UP_SHARE
+    return PacedResult(
+        **vars(result),
+        target_rate_per_s=round(target, 1),
+        published_per_s=round(published, 1),
+        publish_seconds=round(publish_seconds, 2),
+        backlog_at_publish_end=backlog,
+        backlog_growth_per_s=round(growth, 1),
+        kept_up=kept_up,
+    )
+
+
 async def seed_rows(connection: asyncpg.Connection, products: int, first: int, count: int) -> None:
     """One row per identity in every product table, so each handler deletes something real."""
     for i in range(1, products + 1):
@@ -60,18 +94,35 @@ async def _terminal_counts(connection: asyncpg.Connection) -> tuple[int, int]:
     return int(row["completed"]), int(row["failed"])
 
 
+# No job finishing for this long, with some still to go, is a stall (seen: workers short of
+# Postgres connections, alive but doing nothing): the bench stops and says so.
+STALL_SECONDS = 15.0
+
+
+class PipelineStalledError(TimeoutError):
+    pass
+
+
 async def _wait_terminal(
     env: BenchEnvironment, connection: asyncpg.Connection, baseline: tuple[int, int], count: int, timeout: float
 ) -> tuple[int, int]:
     """Polls every 50 ms until `count` more jobs are completed or failed; returns how many of each."""
     deadline = time.monotonic() + timeout
     completed = failed = 0
+    progressed = time.monotonic()
     while time.monotonic() < deadline:
         env.check_processes()  # a dead worker ends the bench now, not at the timeout
         now_completed, now_failed = await _terminal_counts(connection)
+        done = now_completed - baseline[0] + now_failed - baseline[1]
+        if done != completed + failed:
+            progressed = time.monotonic()
         completed, failed = now_completed - baseline[0], now_failed - baseline[1]
-        if completed + failed >= count:
+        if done >= count:
             break
+        if time.monotonic() - progressed > STALL_SECONDS:
+            raise PipelineStalledError(
+                f"no job finished for {STALL_SECONDS:g} s ({done} of {count} done); worker output:\n{env.output_tail()}"
+            )
         await asyncio.sleep(0.05)
     return completed, failed
 
@@ -130,7 +181,7 @@ async def run_throughput(
     requests = [build_request(env.project_key, [("userId", f"u{first + i}")]) for i in range(count)]
     published_at: dict[str, float] = {}
     baseline = await _terminal_counts(connection)
-    async with Producer(env.settings.amqp_url, env.prefix) as producer:
+    async with Producer(env.settings.broker_urls, env.prefix) as producer:
         first_publish = time.time()
         for start in range(0, count, PUBLISH_BATCH):
             batch = requests[start : start + PUBLISH_BATCH]
@@ -144,14 +195,14 @@ async def run_throughput(
 
 async def run_paced(
     env: BenchEnvironment, connection: asyncpg.Connection, first: int, rate: float, seconds: float
-) -> PipelineResult:
+) -> PacedResult:
     """Publish at `rate` requests/s in small batches (every 50 ms) for `seconds`; latency per request."""
     tick = 0.05
     per_tick = max(1, round(rate * tick))
     published_at: dict[str, float] = {}
     sent = 0
     baseline = await _terminal_counts(connection)
-    async with Producer(env.settings.amqp_url, env.prefix) as producer:
+    async with Producer(env.settings.broker_urls, env.prefix) as producer:
         first_publish = time.time()
         started = time.perf_counter()
         while time.perf_counter() - started < seconds:
@@ -163,6 +214,10 @@ async def run_paced(
             ahead = started + sent / rate - time.perf_counter()
             if ahead > 0:
                 await asyncio.sleep(ahead)
-    counts = await _wait_terminal(env, connection, baseline, sent, timeout=60)
+        publish_seconds = max(time.perf_counter() - started, 1e-6)
+    completed, failed = await _terminal_counts(connection)
+    backlog = sent - (completed - baseline[0]) - (failed - baseline[1])
+    counts = await _wait_terminal(env, connection, baseline, sent, timeout=max(60.0, sent / 200))
     polled_end = time.time()
-    return _result(sent, counts, first_publish, polled_end, await _finished(connection, published_at))
+    result = _result(sent, counts, first_publish, polled_end, await _finished(connection, published_at))
+    return _paced(result, rate, publish_seconds, backlog)

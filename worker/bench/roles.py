@@ -58,7 +58,7 @@ async def _backlog(
     alone, then start it: (seconds to build, seconds to drain)."""
     requests = [build_request(env.project_key, [("userId", f"u{first + i}")]) for i in range(count)]
     started = time.perf_counter()
-    async with Producer(env.settings.amqp_url, env.prefix) as producer:
+    async with Producer(env.settings.broker_urls, env.prefix) as producer:
         for start in range(0, count, PUBLISH_BATCH):
             await producer.publish(requests[start : start + PUBLISH_BATCH])
     total = await connection.fetchval("SELECT count(*) FROM jobs") + 0
@@ -76,7 +76,7 @@ async def _backlog(
 async def _products_idle(env: BenchEnvironment, timeout: float = 600) -> None:
     """Until the product queues are empty and the acks queue has stopped growing."""
     queues = [env.topology.product(p).main for p in env.products]
-    connection = await connect(env.settings.amqp_url, name="deletion-worker bench")
+    connection = await connect(env.settings.broker_urls, name="deletion-worker bench")
     try:
         deadline = time.monotonic() + timeout
         last = -1

@@ -1,4 +1,4 @@
-"""`deletion-worker api`: the HTTP API alone."""
+"""`deletion-worker api`: the HTTP API (with the web console under /console) alone."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import structlog
 
 from worker.api.server import serve_api
 from worker.cli import common
+from worker.console.app import create_console_app
 
 log = structlog.get_logger(__name__)
 
@@ -28,7 +29,8 @@ def api_command(host: str | None, port: int | None) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
         log.info("api_starting", host=host or loaded.api_host, port=port or loaded.api_port)
-        await serve_api(loaded, stopping, host, port)
+        app = create_console_app(loaded, common.products(loaded))
+        await serve_api(loaded, stopping, host, port, app=app)
         log.info("api_stopped")
 
     common.run(go())

@@ -9,6 +9,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import click
 
 from worker.amqp import BrokerConnectionError
@@ -136,6 +137,8 @@ def bench_command(
         raise common.CliError("interrupted; the bench's database, queues and processes were removed") from None
     except (BenchProcessError, CeilingStalledError, TimeoutError) as error:  # TimeoutError is an OSError: first
         raise common.CliError(f"bench failed: {error}") from None
+    except asyncpg.TooManyConnectionsError as error:
+        raise common.CliError(f"Postgres is short of connections: {error}", ExitCode.UNAVAILABLE) from None
     except (OSError, BrokerConnectionError) as error:
         raise common.CliError(f"cannot reach RabbitMQ or Postgres: {error}", ExitCode.UNAVAILABLE) from None
     report["targets"] = summary(report)
@@ -144,7 +147,11 @@ def bench_command(
         output.write_text(text + "\n", encoding="utf-8")
     if as_json:
         click.echo(text)
-        return
-    console = common.console()
-    for table in render(report):
-        console.print(table)
+    if not as_json:
+        console = common.console()
+        for table in render(report):
+            console.print(table)
+    if "error" in report:
+        # What was measured is shown above; the bench still failed.
+        stopped = report["error"]
+        raise common.CliError(f"bench stopped in step {stopped['step']}: {stopped['message']}")

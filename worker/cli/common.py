@@ -12,6 +12,7 @@ import asyncpg
 import click
 from rich.console import Console
 
+from worker import tracing
 from worker.amqp import Connection, connect
 from worker.logs import configure_logging
 from worker.ops.exitcodes import ExitCode
@@ -37,6 +38,7 @@ class CliError(click.ClickException):
 def settings() -> Settings:
     loaded = get_settings()
     configure_logging(loaded.log_level, loaded.log_format)
+    tracing.configure(loaded.otel_exporter_otlp_endpoint)
     return loaded
 
 
@@ -70,7 +72,7 @@ async def connect_database(loaded: Settings) -> asyncpg.Connection:
 
 async def connect_broker(loaded: Settings) -> Connection:
     try:
-        return await connect(loaded.amqp_url, name="deletion-worker cli")
+        return await connect(loaded.broker_urls, name="deletion-worker cli")
     except (TimeoutError, OSError, ConnectionError) as error:
         raise CliError(f"cannot reach RabbitMQ: {type(error).__name__}", ExitCode.UNAVAILABLE) from None
 

@@ -16,9 +16,10 @@ def keys_group() -> None:
 
 @keys_group.command("create")
 @click.option("--org", required=True, help="Organization id (created if new).")
-def create(org: str) -> None:
+@click.option("--operator", is_flag=True, help="Also sees queues and dead letters of every organization (console).")
+def create(org: str, operator: bool) -> None:
     """Create a key; prints {"apiKey": "..."} — the only time it is shown."""
-    key = common.with_database(common.settings(), lambda connection: create_key(connection, org))
+    key = common.with_database(common.settings(), lambda connection: create_key(connection, org, operator))
     common.echo_json({"apiKey": key})
 
 

@@ -38,7 +38,7 @@ async def _collect(loaded: Settings, management_url: str | None) -> list[QueueSt
         await connection.close()
     if management_url:
         with contextlib.suppress(Exception):  # unacked counts are a bonus; the rest stands without them
-            await add_unacked(states, management_url, loaded.amqp_url)
+            await add_unacked(states, management_url, loaded.broker_urls[0])
     return states
 
 

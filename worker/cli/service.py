@@ -106,8 +106,10 @@ def up(no_api: bool) -> None:
         extra: list[ExtraService] = []
         if not no_api:
             from worker.api.server import serve_api  # noqa: PLC0415 - the API is optional here
+            from worker.console.app import create_console_app  # noqa: PLC0415
 
-            extra.append(lambda stopping: serve_api(loaded, stopping))
+            app = create_console_app(loaded, common.products(loaded))
+            extra.append(lambda stopping: serve_api(loaded, stopping, app=app))
         await _run_worker(loaded, (), extra)
 
     _start_metrics(loaded)
@@ -174,7 +176,7 @@ def publish(
         dry_run=dry_run,
     )
     try:
-        common.run(producer.publish_requests(loaded.amqp_url, [request], prefix=loaded.topology_prefix))
+        common.run(producer.publish_requests(loaded.broker_urls, [request], prefix=loaded.topology_prefix))
     except (TimeoutError, OSError, ConnectionError) as error:
         raise common.CliError(f"cannot reach RabbitMQ: {type(error).__name__}", ExitCode.UNAVAILABLE) from None
     common.echo_json({"requestId": request.request_id})

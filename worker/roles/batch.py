@@ -29,7 +29,7 @@ from typing import TypeVar
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from worker import metrics
+from worker import metrics, tracing
 from worker.aio import sleep_unless
 from worker.amqp import Delivery, QueueNames, is_broker_failure
 from worker.errors import FailureClass, classify, describe, describe_validation_error
@@ -91,7 +91,8 @@ class BatchConsumer(QueueRole):
             self.state.busy()
             metrics.BATCH_SIZE.labels(self.queue.main).observe(len(batch))
             started = time.perf_counter()
-            await self._process(batch, session, stopping)
+            with tracing.batch_span(self.queue.main, batch):
+                await self._process(batch, session, stopping)
             metrics.BATCH_DURATION.labels(self.queue.main).observe(time.perf_counter() - started)
             self.state.settled(len(batch))
             await self.adapt_window()

@@ -21,13 +21,14 @@ import asyncpg
 import structlog
 
 from schemas.status import JobStatus
-from worker import metrics
+from worker import metrics, tracing
 from worker.aio import wait_first
 from worker.errors import describe
 from worker.roles.base import Session
 from worker.roles.loop import PeriodicRole
 from worker.roles.relay import TaskRelay
 from worker.store.dispatch import claim_due_jobs, plan_round, record_dispatch
+from worker.store.jobs import trace_parents
 from worker.store.outbox import OutboxPlan, claim_expired
 
 log = structlog.get_logger(__name__)
@@ -67,6 +68,7 @@ class DispatchRole(PeriodicRole):
         self._wake = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
         self._next_expiry_check = 0.0
+        self._last_session: Session | None = None
 
     def wake(self, *_args: object) -> None:
         self._wake.set()
@@ -77,6 +79,13 @@ class DispatchRole(PeriodicRole):
     async def tick(self, session: Session) -> bool:
         await self._ensure_listener(session)
         self._wake.clear()
+        if session is not self._last_session:
+            # Once per session: a refused plan is not retried in a loop on the same one.
+            self._last_session = session
+            unsent = self.relay.take_unsent()
+            if unsent:
+                log.warning("outbox_plans_retried", count=len(unsent))
+                await self.relay.publish(unsent, session.publisher)
         claimed = await self.dispatch_once(session)
         if time.monotonic() >= self._next_expiry_check or not claimed:
             self._next_expiry_check = time.monotonic() + self.lease_seconds / 4
@@ -97,10 +106,13 @@ class DispatchRole(PeriodicRole):
                 return 0
             round_ = plan_round(jobs, self.products, self.chunk_size, self.task_max_items, self.task_max_bytes)
             ended = await record_dispatch(connection, round_, self.lease_seconds)
+            plans = [OutboxPlan(plan.plan_id, plan.task_ids) for plan in round_.plans]
+            self.relay.remember(plans)
+            # The requests' traces, for the round's span to link (read only when tracing is on).
+            traces = await trace_parents(connection, [job.job_id for job in jobs]) if tracing.enabled() else []
         committed = time.perf_counter()
-        tasks = await self.relay.publish(
-            [OutboxPlan(plan.plan_id, plan.task_ids) for plan in round_.plans], session.publisher
-        )
+        with tracing.linked_span("dispatch", traces):
+            tasks = await self.relay.publish(plans, session.publisher)
         self.dispatched += len(jobs)
         metrics.JOB_TRANSITIONS.labels(JobStatus.RUNNING).inc(len(jobs) - len(ended))
         log.info(

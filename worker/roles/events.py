@@ -23,7 +23,8 @@ from worker.amqp import Outgoing, Topology
 from worker.errors import describe
 from worker.roles.base import Session
 from worker.roles.loop import PeriodicRole
-from worker.store.events import EventBatch, RelayedHook, claim, pending, relayed
+from worker.store.events import RelayedHook, claim, pending, relayed
+from worker.topics import TopicFilter
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +46,7 @@ class EventRelayRole(PeriodicRole):
         lease_seconds: float,
         hooks: Sequence[RelayedHook] = (),
         max_events: int = EVENTS_PER_ROUND,
+        publish_types: tuple[str, ...] = ("#",),
     ) -> None:
         super().__init__("events", interval)
         self.pool = pool
@@ -52,11 +54,14 @@ class EventRelayRole(PeriodicRole):
         self.lease_seconds = lease_seconds
         self.hooks = list(hooks)
         self.max_events = max_events
+        # Event types left out are not published, but their rows are relayed all the same:
+        # the hooks (webhooks, callbacks) still see every event.
+        self.publishes = TopicFilter(publish_types)
         self.published_events = 0
         self._gauge_at = 0.0
 
     def summary(self) -> dict[str, int]:
-        return {"events_published": self.published_events}
+        return {"events_published": self.published_events}  # broker messages confirmed
 
     async def tick(self, session: Session) -> bool:
         await self._export_pending()
@@ -65,25 +70,29 @@ class EventRelayRole(PeriodicRole):
         if not batches:
             return False
         self.state.busy()
-        messages = [self._message(event) for batch in batches for event in batch.events]
+        messages: list[Outgoing] = []
+        owners: list[int] = []  # the batch each message came from
+        for index, batch in enumerate(batches):
+            for event in batch.events:
+                if self.publishes(str(event["type"])):
+                    messages.append(self._message(event))
+                    owners.append(index)
         outcomes = await session.publisher.publish_each(messages)
-        done: list[EventBatch] = []
-        start = 0
-        for batch in batches:
-            refused = [o for o in outcomes[start : start + len(batch.events)] if o is not None]
-            start += len(batch.events)
-            if refused:
-                log.warning("event_row_refused", outbox_id=batch.outbox_id, error=describe(refused[0]))
-            else:
-                done.append(batch)
+        refused: dict[int, BaseException] = {}
+        for owner, outcome in zip(owners, outcomes, strict=True):
+            if outcome is not None:
+                refused.setdefault(owner, outcome)
+        for index, error in refused.items():
+            log.warning("event_row_refused", outbox_id=batches[index].outbox_id, error=describe(error))
+        done = [batch for index, batch in enumerate(batches) if index not in refused]
         if done:
             async with self.pool.acquire() as connection:
                 await relayed(connection, done, self.hooks)
-            count = sum(len(batch.events) for batch in done)
-            self.published_events += count
-            metrics.EVENTS_PUBLISHED.inc(count)
-            self.state.settled(count)
-        return len(done) == len(batches)  # more may wait: look again at once
+            published = sum(1 for owner in owners if owner not in refused)
+            self.published_events += published
+            metrics.EVENTS_PUBLISHED.inc(published)
+            self.state.settled(sum(len(batch.events) for batch in done))
+        return not refused  # more may wait: look again at once
 
     def _message(self, event: dict[str, object]) -> Outgoing:
         return Outgoing(

@@ -9,7 +9,7 @@ import structlog
 
 from schemas import DeletionRequest
 from schemas.status import JobStatus
-from worker import metrics
+from worker import metrics, tracing
 from worker.amqp import Delivery, QueueNames
 from worker.due_dates import DuePolicy, from_epoch_ms
 from worker.roles.batch import DONE, BatchConsumer, DeadLetter, Disposition, Probe, parse_body
@@ -39,7 +39,7 @@ def parse_request(
     return request
 
 
-def to_new_job(request: DeletionRequest, project_id: int, due: DuePolicy) -> NewJob:
+def to_new_job(request: DeletionRequest, project_id: int, due: DuePolicy, trace_parent: str | None = None) -> NewJob:
     start_at = from_epoch_ms(request.start_at)
     return NewJob(
         request_id=request.request_id,
@@ -55,6 +55,7 @@ def to_new_job(request: DeletionRequest, project_id: int, due: DuePolicy) -> New
         due_at=due.due_at(request.regulation, from_epoch_ms(request.due_at)),
         callback_urls=tuple(dict.fromkeys(request.callback_urls or ())),  # each once
         dry_run=request.dry_run,
+        trace_parent=trace_parent,
     )
 
 
@@ -109,7 +110,7 @@ class IntakeRole(BatchConsumer):
                 if project_id is None:
                     dispositions[index] = DeadLetter("unknown project: no project has this projectKey")
                     continue
-                job = to_new_job(request, project_id, self.due)
+                job = to_new_job(request, project_id, self.due, tracing.traceparent_of(batch[index].headers))
                 if job.key in jobs:
                     repeated_in_batch += 1  # the same request twice in one batch: one job
                 else:

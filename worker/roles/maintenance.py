@@ -1,5 +1,6 @@
 """Maintenance role: identity retention, in bounded steps; due dates (job.at_risk and
-job.overdue events, once each per job); the active-jobs and due-date gauges.
+job.overdue events, once each per job); the active-jobs and due-date gauges; the console
+overview's summary of settled jobs (worker.store.overview_summary).
 
 Its own role (not a passenger of dispatch), so that its work cannot take dispatching
 with it, and each step holds at most DELETION_RETENTION_STEP identity values.
@@ -18,12 +19,15 @@ from worker.roles.base import Session
 from worker.roles.loop import PeriodicRole
 from worker.store.due_dates import DueCounts, due_counts, tell_due_jobs
 from worker.store.outbox import pending_count
+from worker.store.overview_summary import settle
 from worker.store.reconcile import active_job_counts
 from worker.store.retention import hash_expired_identities
 
 log = structlog.get_logger(__name__)
 
 STEPS_PER_ROUND = 20
+# Jobs the console overview's summary goes past per round (a step of 100,000 takes ~1 s).
+SETTLE_STEP = 100_000
 
 
 class MaintenanceRole(PeriodicRole):
@@ -62,6 +66,7 @@ class MaintenanceRole(PeriodicRole):
             at_risk, overdue = await tell_due_jobs(connection, self.at_risk_margin, self.step)
             counts = await due_counts(connection, self.at_risk_margin)
             scheduled, running = await active_job_counts(connection)
+            settled = await settle(connection, SETTLE_STEP)
             metrics.OUTBOX_PENDING.set(await pending_count(connection))
         self._export_due(counts)
         if at_risk or overdue:
@@ -72,7 +77,8 @@ class MaintenanceRole(PeriodicRole):
         if identities:
             self.hashed_jobs += jobs
             log.info("identities_hashed", jobs=jobs, identity_count=identities)
-        return identities >= self.step * STEPS_PER_ROUND or at_risk + overdue >= self.step
+        busy = identities >= self.step * STEPS_PER_ROUND or at_risk + overdue >= self.step
+        return busy or settled >= SETTLE_STEP
 
     def _export_due(self, counts: DueCounts) -> None:
         projects = set(counts.at_risk) | set(counts.overdue)

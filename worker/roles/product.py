@@ -20,7 +20,7 @@ import structlog
 from schemas import AckResult, ProductTask
 from schemas.status import ChunkStatus
 from schemas.wire import ack_message
-from worker import metrics
+from worker import metrics, tracing
 from worker.amqp import Delivery, Outgoing, QueueNames, is_broker_failure
 from worker.errors import FailureClass, PermanentError, TransientError, classify, describe
 from worker.handlers.base import Handler, ItemResult, failed_items
@@ -86,6 +86,11 @@ class ProductRole(QueueRole):
             self.state.idle()
 
     async def _one(self, delivery: Delivery, session: Session, stopping: asyncio.Event) -> None:
+        # Its acknowledgement is published inside the span: the acks role sees the same trace.
+        with tracing.message_span(self.queue.main, delivery):
+            await self._settle_one(delivery, session, stopping)
+
+    async def _settle_one(self, delivery: Delivery, session: Session, stopping: asyncio.Event) -> None:
         try:
             outgoing = await self._outcome(delivery, stopping)
             if outgoing is None:

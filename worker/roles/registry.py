@@ -145,6 +145,7 @@ def _events(context: BuildContext, _spec: RoleSpec) -> Role:
         context.topology,
         interval=settings.events_interval,
         lease_seconds=settings.outbox_lease,
+        publish_types=settings.event_publish_patterns,
         hooks=[enqueue_deliveries],  # webhook deliveries, made once per event (worker.roles.notify)
     )
 

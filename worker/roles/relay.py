@@ -32,11 +32,16 @@ class TaskRelay:
         self.topology = topology
         self.window_bytes = window_bytes
         self.published_tasks = 0
+        # Plans handed to publish() whose tasks the broker has not all confirmed (its node
+        # died mid-publish): the dispatcher publishes them again on its next session rather
+        # than leave their jobs waiting out the outbox lease (a minute, seen in the cluster test).
+        self.unsent: dict[uuid.UUID, OutboxPlan] = {}
 
     async def publish(self, plans: Sequence[OutboxPlan], publisher: Publisher) -> int:
         """Publish every plan; returns how many task messages the broker confirmed. A plan
         whose messages were all confirmed leaves the outbox; one with a refused message
         stays (its lease runs out and it is tried again), without holding the others back."""
+        self.remember(plans)
         window: list[tuple[uuid.UUID, list[Outgoing]]] = []
         in_flight = 0
         sent = 0
@@ -66,6 +71,18 @@ class TaskRelay:
         self.published_tasks += sent
         return sent
 
+    def remember(self, plans: Sequence[OutboxPlan]) -> None:
+        """Count these plans as unsent until their tasks are confirmed: called before the
+        transaction that records them commits, so that a session cancelled between the
+        commit and the publish cannot leave them to the lease. (A plan whose transaction
+        rolled back has no items: publishing it sends nothing.)"""
+        self.unsent.update((plan.plan_id, plan) for plan in plans)
+
+    def take_unsent(self) -> list[OutboxPlan]:
+        plans = list(self.unsent.values())
+        self.unsent.clear()
+        return plans
+
     async def _flush(self, window: list[tuple[uuid.UUID, list[Outgoing]]], publisher: Publisher) -> int:
         messages = [message for _, plan_messages in window for message in plan_messages]
         outcomes = await publisher.publish_each(messages)
@@ -81,4 +98,6 @@ class TaskRelay:
         if done:
             async with self.pool.acquire() as connection:
                 await published(connection, done)
+            for plan_id in done:
+                self.unsent.pop(plan_id, None)
         return len(messages)

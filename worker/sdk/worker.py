@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import structlog
@@ -58,8 +59,16 @@ class ProductWorker:
     """
 
     def __init__(
-        self, amqp_url: str, product: str, handle: Handle, *, prefix: str = "deletion", options: Options | None = None
+        self,
+        amqp_url: str | Sequence[str],
+        product: str,
+        handle: Handle,
+        *,
+        prefix: str = "deletion",
+        options: Options | None = None,
     ) -> None:
+        # Several addresses (a sequence, or one string with commas): a cluster's nodes,
+        # tried in order at every (re)connect.
         self.amqp_url = amqp_url
         self.product = product
         self.handle = handle

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 import asyncpg
 
@@ -33,22 +34,7 @@ async def claim(
     """Rows nobody holds a lease on, oldest first, up to `max_rows` rows and about
     `max_events` events (at least one row, however many: a statement's events are one
     row), with their changes made into events."""
-    async with connection.transaction():
-        candidates = await connection.fetch(
-            "SELECT id, event_count FROM event_outbox WHERE claimed_until < clock_timestamp()"
-            " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-            max_rows,
-        )
-        taken: list[int] = []
-        total = 0
-        for row in candidates:
-            if taken and total + row["event_count"] > max_events:
-                break
-            taken.append(row["id"])
-            total += row["event_count"]
-        if not taken:
-            return []
-        rows = await connection.fetch(LEASE, taken, lease_seconds)
+    rows = await connection.fetch(LEASE, max_rows, max_events, lease_seconds)
     batches: dict[int, EventBatch] = {}
     for row in rows:
         outbox_id = row["outbox_id"]
@@ -59,11 +45,22 @@ async def claim(
     return [batches[key] for key in sorted(batches)]
 
 
-# The changes of the leased rows, one row each, in the order the trigger wrote them.
+# One statement (one round trip, no transaction around it): lock up to $1 free rows, keep
+# the oldest whose events add up to at most $2 (the first always, however many it has: a
+# statement's events are one row), lease those, and return their changes, one row each,
+# in the order the trigger wrote them. Rows locked but not kept are free again at once.
 LEASE = """
-WITH leased AS (
-    UPDATE event_outbox SET claimed_until = clock_timestamp() + make_interval(secs => $2), attempts = attempts + 1
-    WHERE id = ANY($1::bigint[])
+WITH free AS (
+    SELECT id, event_count FROM event_outbox WHERE claimed_until < clock_timestamp()
+    ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+), kept AS (
+    SELECT id FROM (
+        SELECT id, sum(event_count) OVER (ORDER BY id) AS events, row_number() OVER (ORDER BY id) AS place FROM free
+    ) counted
+    WHERE place = 1 OR events <= $2
+), leased AS (
+    UPDATE event_outbox SET claimed_until = clock_timestamp() + make_interval(secs => $3), attempts = attempts + 1
+    WHERE id IN (SELECT id FROM kept)
     RETURNING id, occurred_at, events
 )
 SELECT l.id AS outbox_id, l.occurred_at, e.*
@@ -77,7 +74,7 @@ def event_id(occurred: datetime, outbox_id: int, ordinal: int) -> str:
     published: the row's time in milliseconds (ids stay time-ordered, and a row id that a
     restored database hands out again does not repeat an old event's), then the event's
     place in its row (26 bits) and the row's id (48 bits)."""
-    millis = int(occurred.timestamp() * 1000) & (1 << 48) - 1
+    millis = _millis(occurred) & (1 << 48) - 1
     value = (
         millis << 80
         | 0x8 << 76
@@ -96,7 +93,7 @@ def lifecycle_event(row: asyncpg.Record) -> dict[str, object]:
     return {
         "eventId": event_id(row["occurred_at"], row["outbox_id"], row["ordinality"]),
         "type": row["type"],
-        "occurredAt": row["occurred_at"].astimezone(UTC).strftime(OCCURRED_FORMAT),
+        "occurredAt": _utc_text(row["occurred_at"], OCCURRED_FORMAT),
         "jobId": row["job_id"],
         "requestId": row["request_id"],
         "workorderId": row["workorder_id"],
@@ -109,12 +106,24 @@ def lifecycle_event(row: asyncpg.Record) -> dict[str, object]:
         "products": None if names is None else dict(zip(names, row["product_statuses"], strict=True)),
         "error": row["error"],
         "regulation": row["regulation"],
-        "dueAt": None if due_at is None else due_at.astimezone(UTC).strftime(DUE_FORMAT),
+        "dueAt": None if due_at is None else _utc_text(due_at, DUE_FORMAT),
     }
 
 
 OCCURRED_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 DUE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+# A row's events share its time and a job's events its due date: formatted once each, not
+# once per event (strftime was a fifth of the relay's CPU per event).
+@lru_cache(maxsize=4096)
+def _utc_text(moment: datetime, layout: str) -> str:
+    return moment.astimezone(UTC).strftime(layout)
+
+
+@lru_cache(maxsize=4096)
+def _millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
 
 
 async def relayed(connection: asyncpg.Connection, batches: list[EventBatch], hooks: list[RelayedHook]) -> None:

@@ -18,6 +18,7 @@ from schemas.wire import ITEM_FRAMING_BYTES, identity_bytes_bound
 from worker.db import retry_contention
 from worker.errors import NotFoundError, RefusedError, TransientError
 from worker.gc_pause import gc_paused
+from worker.store.overview_summary import unsettle
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class NewJob:
     due_at: datetime | None = None
     callback_urls: tuple[str, ...] = ()
     dry_run: bool = False  # count what would be deleted; delete nothing
+    trace_parent: str | None = None  # W3C traceparent of what created it (worker.tracing), when tracing is on
 
     @property
     def key(self) -> tuple[int, str]:
@@ -80,6 +82,15 @@ WITH created AS (
 )
 SELECT id, project_id, request_id FROM created
 """
+
+# The same with the trace context of each job (migrations/0016), used only when one has
+# some: with tracing off the statement, and its cost, stay as they were.
+CREATE_JOBS_TRACED = (
+    CREATE_JOBS.replace("callback_urls, dry_run)", "callback_urls, dry_run, trace_parent)")
+    .replace("nullif(dry, false)\n", "nullif(dry, false), tp\n")
+    .replace("$16::bool[])", "$16::bool[], $17::text[])")
+    .replace("urls, dry)", "urls, dry, tp)")
+)
 
 # The uniqueness of request ids across all projects, which the previous release relied
 # on; dropped by migrations/post/0007 once it no longer runs.
@@ -136,6 +147,14 @@ async def create_jobs(
     return created
 
 
+async def trace_parents(connection: asyncpg.Connection, job_ids: list[int]) -> list[str]:
+    """The trace contexts kept with these jobs (only those created while tracing was on)."""
+    rows = await connection.fetch(
+        "SELECT trace_parent FROM jobs WHERE id = ANY($1::bigint[]) AND trace_parent IS NOT NULL", job_ids
+    )
+    return [row["trace_parent"] for row in rows]
+
+
 async def existing_job_ids(connection: asyncpg.Connection, keys: list[tuple[int, str]]) -> list[int]:
     """The jobs these (project, request id) pairs already are."""
     rows = await connection.fetch(
@@ -150,9 +169,10 @@ async def existing_job_ids(connection: asyncpg.Connection, keys: list[tuple[int,
 async def _insert_jobs(
     connection: asyncpg.Connection, jobs: list[NewJob], sizes: list[tuple[int, int]]
 ) -> list[asyncpg.Record]:
+    traced = [j.trace_parent for j in jobs] if any(j.trace_parent for j in jobs) else None
     try:
         rows: list[asyncpg.Record] = await connection.fetch(
-            CREATE_JOBS,
+            CREATE_JOBS if traced is None else CREATE_JOBS_TRACED,
             [j.request_id for j in jobs],
             [j.project_id for j in jobs],
             [j.action for j in jobs],
@@ -170,6 +190,7 @@ async def _insert_jobs(
             # One text per job: URLs hold no whitespace (schemas.messages.CallbackUrl).
             ["\n".join(j.callback_urls) for j in jobs],
             [j.dry_run for j in jobs],
+            *([] if traced is None else [traced]),
         )
     except asyncpg.exceptions.UniqueViolationError as error:
         if getattr(error, "constraint_name", None) == GLOBAL_REQUEST_ID_CONSTRAINT:
@@ -264,12 +285,14 @@ JOB_TABLES = (
     "retention_queue",
     "running_jobs",
     "due_watch",
+    "overview_pending",
 )
 
 
 async def delete_jobs(connection: asyncpg.Connection, job_ids: list[int]) -> None:
     """Remove jobs and every row that belongs to them."""
     async with connection.transaction():
+        await unsettle(connection, job_ids)  # before its product rows go: their counts leave the summary
         for table in JOB_TABLES:
             await connection.execute(f"DELETE FROM {table} WHERE job_id = ANY($1::bigint[])", job_ids)  # noqa: S608
         await connection.execute("DELETE FROM jobs WHERE id = ANY($1::bigint[])", job_ids)

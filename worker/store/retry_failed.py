@@ -31,6 +31,7 @@ from schemas.status import JobStatus
 from worker.db import retry_contention
 from worker.errors import RefusedError
 from worker.store.jobs import JobNotFoundError
+from worker.store.overview_summary import unsettle
 
 RETRYABLE_JOB_STATUSES = (JobStatus.RUNNING, JobStatus.FAILED)
 
@@ -86,6 +87,7 @@ async def _retry(
             raise JobNotFoundError(f"job {job_id} not found")
         if job["status"] not in RETRYABLE_JOB_STATUSES:
             raise RetryRefusedError(f"job {job_id} is {job['status']}: only a running or failed job can be retried")
+        await unsettle(connection, [job_id])  # a failed job counted as settled is active again
         hashed = job["identities_hashed_at"] is not None or await connection.fetchval(
             "SELECT EXISTS (SELECT 1 FROM job_identities WHERE job_id = $1 AND value IS NULL)", job_id
         )

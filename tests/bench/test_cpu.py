@@ -1,0 +1,40 @@
+"""CPU time per process from /proc: the numbers of the bench's CPU-per-request line."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+from worker.bench import cpu
+
+
+def test_cpu_seconds_grow_with_work_and_a_gone_process_reads_as_none() -> None:
+    before = cpu.cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.05
+    while time.process_time() < deadline:
+        pass
+    after = cpu.cpu_seconds(os.getpid())
+
+    assert before is not None
+    assert after is not None
+    assert after - before >= 0.04
+    assert cpu.cpu_seconds(2**22 + 1) is None  # above the kernel's pid_max default
+
+
+def test_the_process_listening_on_a_port_is_found() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert cpu.listening_pid(port) == os.getpid()
+    assert cpu.listening_pid(port) is None
+
+
+def test_per_request_counts_new_processes_from_zero_and_sums_groups() -> None:
+    before = {("worker", 10): 1.0, ("postgres", 20): 5.0}
+    after = {("worker", 10): 1.3, ("postgres", 20): 5.1, ("postgres", 21): 0.1}
+
+    per_request = cpu.per_request_ms(before, after, requests=1000)
+
+    assert per_request == {"worker": 0.3, "postgres": 0.2, "total": 0.5}

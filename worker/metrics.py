@@ -8,6 +8,10 @@ MESSAGES_CONSUMED = Counter("deletion_messages_consumed_total", "Messages taken 
 MESSAGES_PUBLISHED = Counter(
     "deletion_messages_published_total", "Messages published and confirmed by the broker.", ["queue"]
 )
+PUBLISHES_REFUSED = Counter(
+    "deletion_publishes_refused_total",
+    "Messages the broker nacked and that were sent again (a queue electing a leader).",
+)
 MESSAGES_DEAD_LETTERED = Counter(
     "deletion_messages_dead_lettered_total", "Messages moved to a dead-letter queue.", ["queue", "reason"]
 )

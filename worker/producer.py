@@ -128,7 +128,8 @@ class Producer:
 
     async def _open(self) -> None:
         self._connection = await connect(self.amqp_url, name="deletion-worker producer")
-        self._publisher = await Publisher.open(self._connection)
+        # The producer bounds each publish itself (confirm_timeout, PublishTimeoutError).
+        self._publisher = await Publisher.open(self._connection, confirm_timeout=None)
 
     async def publish(self, requests: Sequence[DeletionRequest]) -> None:
         """All confirms outstanding at once; returns when the broker has every message.

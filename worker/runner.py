@@ -159,7 +159,7 @@ class WorkerProcess:
         connection.close_callbacks.add(lambda *_: lost.set())
         try:
             await declared.declare(connection, self.topology, self.settings.delivery_limit)
-            publisher = await Publisher.open(connection)
+            publisher = await Publisher.open(connection, confirm_timeout=self.settings.confirm_timeout)
 
             async def open_channel() -> ConsumerChannel:
                 return await AmqpConsumerChannel.open(connection, lost)

@@ -198,6 +198,10 @@ class Settings(BaseSettings):
     otel_exporter_otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
 
     shutdown_timeout: float = Field(default=30.0, gt=0)
+    # How long a role waits for the broker to confirm what it published (a broker alarm
+    # blocks publishers while it lasts); past it the session is made again and the work
+    # in hand published again on it.
+    confirm_timeout: float = Field(default=120.0, gt=0)
 
     def identity_hash_key_is_weak(self) -> bool:
         """The default, a placeholder of the deploy files ("change-me…"), or too short to

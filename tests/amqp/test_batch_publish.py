@@ -18,8 +18,9 @@ from aiormq.exceptions import ChannelNotFoundEntity, PublishError
 from pamqp import commands as spec
 
 from tests.support import Services
-from worker.amqp import Outgoing, Publisher, PublishRefusedError
+from worker.amqp import Outgoing, Publisher, PublishRefusedError, is_broker_failure
 from worker.amqp import _batch as batch_publish
+from worker.amqp.connection import ConfirmTimeoutError
 
 DeclareQueue = Callable[..., Awaitable[str]]
 
@@ -105,14 +106,52 @@ async def test_an_unroutable_message_fails_the_call_and_the_rest_still_arrive(
     assert [m.body for m in await drain(await connection.channel(), queue, 1)] == [b"3"]
 
 
-async def test_a_message_the_broker_refuses_is_an_error(
+async def test_a_message_the_broker_keeps_refusing_is_an_error(
     connection: AbstractConnection, declare_queue: DeclareQueue
 ) -> None:
     queue = await declare_queue("full", **{"x-max-length": 1, "x-overflow": "reject-publish"})
-    publisher = await Publisher.open(connection)
+    publisher = await Publisher.open(connection, refused_retry_seconds=0.5)
     with pytest.raises(PublishRefusedError):
         await publisher.publish([Outgoing(routing_key=queue, body=b"kept"), Outgoing(routing_key=queue, body=b"no")])
     assert [m.body for m in await drain(await connection.channel(), queue, 1)] == [b"kept"]
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "one-at-a-time"])
+async def test_a_refusal_that_clears_is_not_the_callers_problem(
+    connection: AbstractConnection, declare_queue: DeclareQueue, batched: bool
+) -> None:
+    """A queue refuses for a moment (as a quorum queue electing a leader does): the refused
+    message is sent again until it is taken, and the call succeeds."""
+    queue = await declare_queue("full", **{"x-max-length": 1, "x-overflow": "reject-publish"})
+    publisher = await Publisher.open(connection, batched=batched, refused_retry_seconds=30)
+    channel = await connection.channel()
+
+    async def make_room() -> bytes:
+        await asyncio.sleep(0.5)
+        return (await drain(channel, queue, 1))[0].body
+
+    taken_first = asyncio.create_task(make_room())
+    await publisher.publish([Outgoing(routing_key=queue, body=b"first"), Outgoing(routing_key=queue, body=b"then")])
+    assert await taken_first == b"first"
+    assert [m.body for m in await drain(channel, queue, 1)] == [b"then"]
+
+
+async def test_a_publish_never_confirmed_ends_the_session_after_the_confirm_timeout(
+    connection: AbstractConnection, declare_queue: DeclareQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A channel that stops confirming (a wedged node, an alarm that does not clear) does
+    not hold the caller for ever: it is a broker failure, and the session is made again."""
+    queue = await declare_queue("q")
+    publisher = await Publisher.open(connection, confirm_timeout=0.3)
+
+    async def never_confirmed(_messages: object) -> list[object]:
+        await asyncio.sleep(3600)
+        return []
+
+    monkeypatch.setattr(publisher, "_publish_until_taken", never_confirmed)
+    with pytest.raises(ConfirmTimeoutError) as raised:
+        await publisher.publish([Outgoing(routing_key=queue, body=b"1")])
+    assert is_broker_failure(raised.value)
 
 
 async def test_a_channel_closed_under_a_batch_fails_every_message_without_hanging(

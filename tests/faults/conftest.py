@@ -105,6 +105,7 @@ async def fault_setup(
     try:
         yield workers, pool, key
     finally:
+        print(f"[worker warnings and errors]\n{workers.trouble()}")  # noqa: T201 - shown for a failed test only
         workers.stop_all()
         await pool.close()
         with contextlib.suppress(Exception):

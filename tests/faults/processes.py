@@ -116,6 +116,17 @@ class WorkerProcesses:
     def logs(self) -> str:
         return "\n".join(path.read_text(errors="replace") for path in sorted(self.log_dir.glob("*.log")))
 
+    def trouble(self, last: int = 80) -> str:
+        """The last warnings and errors of every role, one line each: printed when a fault
+        test ends, pytest shows them only for a test that failed."""
+        lines: list[tuple[str, str]] = []
+        for path in sorted(self.log_dir.glob("*.log")):
+            for line in path.read_text(errors="replace").splitlines():
+                if '"level": "warning"' in line or '"level": "error"' in line or "Traceback" in line:
+                    stamp = line.rpartition('"timestamp": "')[2][:27]
+                    lines.append((stamp, f"{path.stem}: {line[:400]}"))
+        return "\n".join(line for _, line in sorted(lines)[-last:])
+
     def stop_all(self) -> None:
         for process in self.running.values():
             process.terminate()

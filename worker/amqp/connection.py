@@ -57,10 +57,16 @@ async def connect(urls: str | Sequence[str], timeout: float = 10.0, name: str = 
     raise AssertionError("unreachable: the loop returns or raises")
 
 
+class ConfirmTimeoutError(TimeoutError):
+    """The broker confirmed nothing of a publish for the publisher's confirm timeout: the
+    channel is treated as lost (a new session publishes again), so that a wedged channel
+    or a long broker alarm cannot hold a role's work for ever."""
+
+
 def is_broker_failure(error: BaseException) -> bool:
     """The channel or connection failed (as opposed to one message being refused): the
     work in hand can only be finished on a new session. Publishing on a channel that
-    closed underneath (its node died) is one too."""
-    if isinstance(error, ChannelInvalidStateError):
+    closed underneath (its node died) is one too, and so is one that stopped confirming."""
+    if isinstance(error, (ChannelInvalidStateError, ConfirmTimeoutError)):
         return True
     return isinstance(error, AMQPError) and not isinstance(error, DeliveryError)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,9 @@ from pamqp import commands as spec
 from worker import metrics, tracing
 from worker.amqp import _batch as batch_publish
 from worker.amqp import _confirms as confirms
+from worker.amqp.connection import ConfirmTimeoutError
 from worker.errors import TransientError
+from worker.retry import RetryPolicy
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +60,20 @@ class PublishRefusedError(TransientError):
     """The broker nacked a message: it did not take responsibility for it."""
 
 
+# A nack says the broker did not take the message, for now: a quorum queue refuses what it
+# is sent while it elects a new leader (a second or two after its leader's node died,
+# longer on a loaded host). Refused messages are sent again, with capped backoff, for up to
+# REFUSED_RETRY_SECONDS before the refusal reaches the caller; without this every role
+# handed its work back at once, and a product task requeued in a tight loop used up its
+# delivery limit in the time an election takes. Sending again is safe: every consumer of
+# this service absorbs a duplicate.
+REFUSED_RETRY_SECONDS = 30.0
+# How long one publish may wait for its confirms, refusals sent again included (None: no
+# limit, for a caller that bounds the wait itself, as the producer does).
+CONFIRM_TIMEOUT_SECONDS = 120.0
+REFUSED_BACKOFF = RetryPolicy(max_attempts=1_000, base_ms=100, cap_ms=2_000)
+
+
 def _is_nack(result: object) -> bool:
     # aiormq settles a nack as a DeliveryError carrying the Nack frame (a returned message
     # is a DeliveryError too, a PublishError with the Return frame: that one stays as is).
@@ -72,9 +89,19 @@ class Publisher:
     of the publishing throughput.
     """
 
-    def __init__(self, channel: AbstractChannel, underlay: aiormq.Channel, *, batched: bool = True) -> None:
+    def __init__(
+        self,
+        channel: AbstractChannel,
+        underlay: aiormq.Channel,
+        *,
+        batched: bool = True,
+        refused_retry_seconds: float = REFUSED_RETRY_SECONDS,
+        confirm_timeout: float | None = CONFIRM_TIMEOUT_SECONDS,
+    ) -> None:
         self._channel = channel
+        self.confirm_timeout = confirm_timeout
         self._underlay = underlay
+        self.refused_retry_seconds = refused_retry_seconds
         self._batched = batched and batch_publish.supports(underlay)
         if self._batched:
             confirms.install(underlay)
@@ -83,14 +110,28 @@ class Publisher:
             log.warning("publishing one message at a time: this aiormq does not allow batched writes")
 
     @classmethod
-    async def open(cls, connection: AbstractConnection, *, batched: bool = True) -> Publisher:
-        """`batched=False` publishes one message at a time through aiormq's basic_publish."""
+    async def open(
+        cls,
+        connection: AbstractConnection,
+        *,
+        batched: bool = True,
+        refused_retry_seconds: float = REFUSED_RETRY_SECONDS,
+        confirm_timeout: float | None = CONFIRM_TIMEOUT_SECONDS,
+    ) -> Publisher:
+        """`batched=False` publishes one message at a time through aiormq's basic_publish;
+        a message the broker keeps refusing is reported after `refused_retry_seconds`."""
         # on_return_raises: an unroutable message (no such queue) is an error, not a silent drop.
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         underlay = await channel.get_underlay_channel()
         # The concrete channel: its basic_publish takes `wait`, the abstract one does not say so.
         assert isinstance(underlay, aiormq.Channel)
-        return cls(channel, underlay, batched=batched)
+        return cls(
+            channel,
+            underlay,
+            batched=batched,
+            refused_retry_seconds=refused_retry_seconds,
+            confirm_timeout=confirm_timeout,
+        )
 
     async def publish(self, messages: Sequence[Outgoing]) -> None:
         """Publish all and wait until the broker confirmed every one; raises if any was refused
@@ -107,14 +148,10 @@ class Publisher:
         if tracing.enabled():  # off: not even a look at the headers
             traced = tracing.traced_headers([(item.routing_key, item.headers) for item in messages])
             messages = [replace(item, headers=headers) for item, headers in zip(messages, traced, strict=True)]
-        publishes = [
-            batch_publish.Publish(item.exchange, item.routing_key, _properties(item), item.body, item.mandatory)
-            for item in messages
-        ]
-        if self._batched:
-            results = await batch_publish.publish_batch(self._underlay, publishes)
-        else:
-            results = await asyncio.gather(*map(self._publish_one, publishes), return_exceptions=True)
+        try:
+            results = await asyncio.wait_for(self._publish_until_taken(messages), self.confirm_timeout)
+        except TimeoutError:
+            raise ConfirmTimeoutError(f"no confirms within {self.confirm_timeout} s") from None
         outcomes: list[BaseException | None] = []
         published: Counter[str] = Counter()
         for item, result in zip(messages, results, strict=True):
@@ -128,6 +165,35 @@ class Publisher:
         for queue, count in published.items():
             metrics.MESSAGES_PUBLISHED.labels(queue).inc(count)
         return outcomes
+
+    async def _publish_until_taken(self, messages: Sequence[Outgoing]) -> list[batch_publish.Confirmation]:
+        """Each message's final answer: the nacked ones are sent again until the broker
+        takes them or `refused_retry_seconds` have passed."""
+        results = list(await self._publish_once(messages))
+        deadline = time.monotonic() + self.refused_retry_seconds
+        attempt = 0
+        while True:
+            refused = [index for index, result in enumerate(results) if _is_nack(result)]
+            left = deadline - time.monotonic()
+            if not refused or left <= 0:
+                return results
+            attempt += 1
+            delay = min(left, REFUSED_BACKOFF.delay_ms(attempt) / 1000)
+            log.warning("publish_refused_sending_again", count=len(refused), attempt=attempt, in_s=round(delay, 2))
+            metrics.PUBLISHES_REFUSED.inc(len(refused))
+            await asyncio.sleep(delay)
+            again = await self._publish_once([messages[index] for index in refused])
+            for index, result in zip(refused, again, strict=True):
+                results[index] = result
+
+    async def _publish_once(self, messages: Sequence[Outgoing]) -> Sequence[batch_publish.Confirmation]:
+        publishes = [
+            batch_publish.Publish(item.exchange, item.routing_key, _properties(item), item.body, item.mandatory)
+            for item in messages
+        ]
+        if self._batched:
+            return await batch_publish.publish_batch(self._underlay, publishes)
+        return await asyncio.gather(*map(self._publish_one, publishes), return_exceptions=True)
 
     async def _publish_one(self, publish: batch_publish.Publish) -> batch_publish.Confirmation:
         confirmation = await self._underlay.basic_publish(

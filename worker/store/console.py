@@ -92,20 +92,24 @@ async def org_job(connection: asyncpg.Connection, org_id: str, job_id: int) -> d
     return dict(row) if row is not None else None
 
 
+# Read through the job_identities hash indexes (migration 0018), one per form of the value.
+JOBS_BY_IDENTITY = f"""
+    WITH found AS (
+        SELECT DISTINCT i.job_id AS id FROM job_identities i JOIN jobs j ON j.id = i.job_id
+        WHERE j.project_id = ANY($1::bigint[]) AND i.namespace = $2 AND (i.value = $3 OR i.value_hash = $4)
+    )
+    SELECT {JOB_COLUMNS}, p.key AS project_key FROM jobs j JOIN found USING (id)
+    JOIN projects p ON p.id = j.project_id ORDER BY j.id DESC LIMIT $5
+"""  # noqa: S608 - fixed fragments only
+
+
 async def jobs_by_identity(
     connection: asyncpg.Connection, project_ids: list[int], key: bytes, namespace: str, value: str, *, limit: int = 100
 ) -> list[dict[str, Any]]:
     """The projects' jobs that carried this identity, by value or (after retention) by its
     keyed hash, newest first."""
     rows = await connection.fetch(
-        f"""
-        WITH found AS (
-            SELECT DISTINCT i.job_id AS id FROM job_identities i JOIN jobs j ON j.id = i.job_id
-            WHERE j.project_id = ANY($1::bigint[]) AND i.namespace = $2 AND (i.value = $3 OR i.value_hash = $4)
-        )
-        SELECT {JOB_COLUMNS}, p.key AS project_key FROM jobs j JOIN found USING (id)
-        JOIN projects p ON p.id = j.project_id ORDER BY j.id DESC LIMIT $5
-        """,  # noqa: S608 - fixed fragments only
+        JOBS_BY_IDENTITY,
         project_ids,
         namespace,
         value,

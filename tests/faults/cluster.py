@@ -26,20 +26,30 @@ class RabbitCluster:
 
     def start(self) -> None:
         """Boot every node at once (booting is most of the time), then join the others to
-        the first: stop_app, join_cluster, start_app."""
+        the first, one at a time: two nodes joining at once can fail to start Mnesia
+        (seen here, `{mnesia_app, start}` badmatch on start_app)."""
         with ThreadPoolExecutor(NODES) as pool:
             list(pool.map(PrivateRabbitMQ.start, self.nodes))
         first = self.nodes[0]
-        with ThreadPoolExecutor(NODES - 1) as pool:
-            list(pool.map(lambda node: self._join(node, first), self.nodes[1:]))
+        for node in self.nodes[1:]:
+            self._join(node, first)
         running = first.ctl("eval", "length(rabbit_nodes:all_running()).").strip()
         assert running == str(NODES), f"cluster has {running} running nodes"
 
     @staticmethod
-    def _join(node: PrivateRabbitMQ, first: PrivateRabbitMQ) -> None:
-        node.ctl("stop_app")
-        node.ctl("join_cluster", first.node)
-        node.ctl("start_app")
+    def _join(node: PrivateRabbitMQ, first: PrivateRabbitMQ, attempts: int = 3) -> None:
+        """stop_app, join_cluster, start_app; a join that fails is undone (reset) and tried again."""
+        for attempt in range(1, attempts + 1):
+            try:
+                node.ctl("stop_app")
+                node.ctl("join_cluster", first.node)
+                node.ctl("start_app")
+                return
+            except RuntimeError:
+                if attempt == attempts:
+                    raise
+                node.ctl("stop_app", check=False)
+                node.ctl("reset", check=False)
 
     def node_named(self, name: str) -> PrivateRabbitMQ:
         return next(node for node in self.nodes if node.node == name)

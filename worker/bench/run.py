@@ -34,6 +34,7 @@ from worker.bench.pipeline import index_rows, run_paced, run_throughput, seed_ro
 from worker.bench.roles import run_roles
 from worker.bench.workorder import run_workorder
 from worker.ops.progress import Advance
+from worker.roles.spec import all_roles
 from worker.settings import Settings
 
 STEP_COUNT = 7  # ceiling, setup, pipeline, paced, workorder, roles, api: one progress tick each
@@ -107,9 +108,13 @@ async def _wait_http(env: BenchEnvironment, url: str, timeout: float = 30) -> No
 def start_workers(env: BenchEnvironment, copies: int) -> list[subprocess.Popen[bytes]]:
     if copies <= 0:
         return [env.start("run")]
-    roles = ["intake", "acks", *(f"product:{p}" for p in env.products)]
-    started = [env.start("run", "--role", role) for role in roles for _ in range(copies)]
-    return [*started, env.start("run", "--role", "dispatch")]
+    # The same roles as `run` with none named, so that both layouts do the same work: the
+    # consumers `copies` times each, the round-based roles once (the events relay included:
+    # without it the lifecycle events were left in the outbox, and the layout looked cheaper).
+    consumers = ["intake", "acks", *(f"product:{p}" for p in env.products)]
+    singletons = [str(spec) for spec in all_roles(env.products) if str(spec) not in consumers]
+    started = [env.start("run", "--role", role) for role in consumers for _ in range(copies)]
+    return [*started, *(env.start("run", "--role", role) for role in singletons)]
 
 
 async def _cpu_groups(

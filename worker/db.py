@@ -30,20 +30,6 @@ async def retry_contention(work: Callable[[], Awaitable[T]], attempts: int = CON
     raise AssertionError("unreachable")
 
 
-# Connection-level trouble (server restarting, network) and contention are transient: the
-# same statement is expected to succeed later. Anything else is a property of the data.
-TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57", "40")
-
-
-def is_transient(error: BaseException) -> bool:
-    if isinstance(error, (OSError, ConnectionError, asyncpg.exceptions.InterfaceError)):
-        return True
-    if isinstance(error, asyncpg.PostgresError):
-        sqlstate = getattr(error, "sqlstate", None) or ""
-        return sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES
-    return False
-
-
 class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
     """A pool connection returned without asyncpg's reset statement (RESET ALL, UNLISTEN *,
     CLOSE ALL, pg_advisory_unlock_all): a round trip on every release. Our pooled sessions

@@ -34,6 +34,27 @@ router = APIRouter(prefix="/workorder", tags=["work orders"], responses=ERRORS)
 SELF_PARSED_BODIES = (WorkOrderCreate,)
 
 
+def workorder_job(
+    state: ApiState, order: WorkOrderCreate, identities: list[tuple[str, str]], project_id: int, created_by: str
+) -> NewJob:
+    """The job a work order becomes, whoever took it (this API, the console's form): one
+    place, so that a field added to work orders reaches both."""
+    return NewJob(
+        request_id=api_request_id(),
+        project_id=project_id,
+        identities=identities,
+        action="delete_identity",
+        dataset_id=order.datasetId,
+        display_name=order.displayName,
+        description=order.description,
+        created_by=created_by,
+        regulation=order.regulation,
+        due_at=DuePolicy(state.settings).due_at(order.regulation, order.dueAt),
+        callback_urls=checked_callback_urls(state, order.callbackUrls),
+        dry_run=order.dryRun,
+    )
+
+
 async def _full_view(state: ApiState, row: dict[str, Any], org_id: str) -> dict[str, Any]:
     async with state.pool.acquire() as connection:
         products = (await get_product_status(connection, [row["id"]]))[row["id"]]
@@ -62,20 +83,7 @@ async def create_workorder(
         project_id = await project_id_of(state, x_sandbox_name, owner)
         with gc_paused():  # 100,000 new tuples (see worker.gc_pause)
             identities = [(identity["namespace"]["code"], identity["id"]) for identity in order.identities]
-        job = NewJob(
-            request_id=api_request_id(),
-            project_id=project_id,
-            identities=identities,
-            action="delete_identity",
-            dataset_id=order.datasetId,
-            display_name=order.displayName,
-            description=order.description,
-            created_by=owner.prefix,
-            regulation=order.regulation,
-            due_at=DuePolicy(state.settings).due_at(order.regulation, order.dueAt),
-            callback_urls=checked_callback_urls(state, order.callbackUrls),
-            dry_run=order.dryRun,
-        )
+        job = workorder_job(state, order, identities, project_id, owner.prefix)
         key_fingerprint = fingerprint(
             order.datasetId,
             order.displayName,

@@ -14,10 +14,10 @@ from starlette.datastructures import UploadFile
 
 from schemas.api import WorkOrderCreate
 from schemas.messages import MAX_IDENTITIES
-from worker.api.deps import api_request_id, create_job, fingerprint
+from worker.api.deps import create_job, fingerprint
+from worker.api.routes_workorders import workorder_job
 from worker.console.web import Form, User, api_state, field_text, pool_of, render
 from worker.store.console import org_projects
-from worker.store.jobs import NewJob
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 HEADER = ("namespace", "id")
@@ -91,15 +91,7 @@ async def create(request: Request, user: User, form: Form) -> Response:
         return await _form_page(
             request, user, f"{len(where)} field(s) are not valid: {', '.join(sorted(where)[:5])}", 400
         )
-    job = NewJob(
-        request_id=api_request_id(),
-        project_id=project_id,
-        identities=identities,
-        action="delete_identity",
-        display_name=order.displayName,
-        description=order.description,
-        created_by=user.prefix,
-    )
+    job = workorder_job(state, order, identities, project_id, user.prefix)
     request_id = job.request_id  # unique per submission: a fresh request every time
     job_id = await create_job(state, job, family="workorder", key=None, request_fingerprint=fingerprint(request_id))
     return RedirectResponse(f"/console/jobs/{job_id}", status_code=303)

@@ -13,8 +13,11 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from tests.sdk.helpers import EXTERNAL_CRM, crm_worker, eventually
+from tests.spans import context_of, links_of, one, parent_of, spans_named
 from tests.support import (
     TcpProxy,
     WorkerHandle,
@@ -26,7 +29,7 @@ from tests.support import (
     request,
     wait_for_jobs,
 )
-from worker.amqp.topology import ERROR_HEADER, ORIGIN_HEADER
+from worker.amqp.topology import ERROR_HEADER, ORIGIN_HEADER, Topology
 from worker.sdk import Item, PermanentError, Result, TransientError
 from worker.settings import Settings
 
@@ -264,3 +267,35 @@ async def test_reconnects_after_the_broker_connection_is_lost(
             assert await wait_for_jobs(pool, [job_id]) == {job_id: "completed"}
     finally:
         await proxy.close()
+
+
+async def test_a_product_worker_batch_is_a_span_between_the_dispatch_and_the_acks(
+    pool: asyncpg.Pool,
+    make_settings: MakeSettings,
+    make_project: MakeProject,
+    run_worker: RunWorker,
+    spans: InMemorySpanExporter,
+) -> None:
+    """The SDK's products are in the request's trace: a batch span linking each task's
+    dispatch publish, the acknowledgements published as its children, linked by acks."""
+    settings = await _service(make_settings, run_worker)
+    topology = Topology.for_settings(settings, ["crm"])
+    _, key = await make_project()
+
+    async def handle(items: list[Item]) -> list[Result]:
+        return [item.succeeded() for item in items]
+
+    deletion = request(key, "traced@example.com", namespace="email")
+    async with crm_worker(settings, handle) as product:
+        await eventually(product.consuming.is_set)
+        await publish(settings, [deletion])
+        job_ids = await job_ids_for(pool, [deletion.request_id])
+        assert await wait_for_jobs(pool, job_ids) == dict.fromkeys(job_ids, "completed")
+    found = await spans_named(spans, f"process {topology.acks.main}")
+    task_published = one(found, "publish crm", SpanKind.PRODUCER)
+    batch = one(found, f"process {topology.product('crm').main}", SpanKind.CONSUMER)
+    assert context_of(task_published) in links_of(batch)
+    ack_published = one(found, f"publish {topology.acks.main}", SpanKind.PRODUCER)
+    assert parent_of(ack_published) == context_of(batch)
+    acks = one(found, f"process {topology.acks.main}", SpanKind.CONSUMER)
+    assert context_of(ack_published) in links_of(acks)

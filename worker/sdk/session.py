@@ -17,6 +17,7 @@ import structlog
 from pydantic import ValidationError
 
 from schemas import ProductTask
+from worker import tracing
 from worker.amqp import AmqpConsumerChannel, Delivery, Outgoing, Publisher, is_broker_failure
 from worker.errors import PermanentError, TransientError, describe, describe_validation_error
 from worker.sdk.copies import Copies
@@ -149,6 +150,12 @@ class Session:
             log.warning("hand_back_failed", product=self.product, count=len(deliveries), error=describe(error))
 
     async def _batch(self, batch: list[Delivery]) -> None:
+        # One span for the batch, linking each task's dispatch; the acknowledgements are
+        # published inside it, so the acks role's span links back to it (tracing off: nothing).
+        with tracing.batch_span(self.copies.queue.main, batch):
+            await self._settle_batch(batch)
+
+    async def _settle_batch(self, batch: list[Delivery]) -> None:
         try:
             outgoing = await self._outcomes(batch)
         except Exception as error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 import structlog
 
+from worker import tracing
 from worker.aio import sleep_unless
 from worker.amqp import AmqpConsumerChannel, BrokerConnectionError, Publisher, Topology, connect, is_broker_failure
 from worker.amqp.presence import missing
@@ -176,6 +178,9 @@ class ProductWorker:
         """Serve until SIGTERM or SIGINT, then stop gracefully; for a program of its own."""
         if configure_logs:
             configure_logging()
+        # As the service's processes do: spans exported over OTLP when the standard
+        # variable names an endpoint, off (and the SDK never imported) otherwise.
+        tracing.configure(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"), service=f"deletion product {self.product}")
         asyncio.run(self._serve_until_signalled())
 
     async def _serve_until_signalled(self) -> None:

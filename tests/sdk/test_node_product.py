@@ -13,9 +13,11 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.node import NPM_TIMEOUT, node_and_npm, npm_ci
 from tests.sdk.helpers import EXTERNAL_CRM, eventually
+from tests.spans import context_of, links_of, spans_named
 from tests.support import WorkerHandle, get_dead_letters, job_ids_for, publish, publish_raw, request, wait_for_jobs
 from worker.amqp.topology import ERROR_HEADER
 from worker.settings import Settings
@@ -83,7 +85,11 @@ async def node_product(settings: Settings) -> AsyncIterator[NodeProduct]:
 
 @pytest.mark.timeout(NPM_TIMEOUT + 60)
 async def test_node_product_completes_jobs_and_dead_letters_bad_tasks(
-    pool: asyncpg.Pool, make_settings: MakeSettings, make_project: MakeProject, run_worker: RunWorker
+    pool: asyncpg.Pool,
+    make_settings: MakeSettings,
+    make_project: MakeProject,
+    run_worker: RunWorker,
+    spans: InMemorySpanExporter,
 ) -> None:
     await asyncio.to_thread(_installed)
     settings = make_settings(EXTERNAL_CRM)
@@ -96,6 +102,15 @@ async def test_node_product_completes_jobs_and_dead_letters_bad_tasks(
         await publish(settings, requests)
         job_ids = await job_ids_for(pool, [r.request_id for r in requests])
         assert await wait_for_jobs(pool, job_ids) == dict.fromkeys(job_ids, "completed")
+        # The product passed each task's trace context on to its acknowledgement: the acks
+        # batches link every dispatch publish of a task.
+        found = await spans_named(spans, f"process {settings.topology_prefix}.acks")
+        task_publishes = {context_of(span) for span in found if span.name == "publish crm"}
+        linked_by_acks = set().union(
+            *(links_of(s) for s in found if s.name == f"process {settings.topology_prefix}.acks")
+        )
+        assert task_publishes
+        assert task_publishes <= linked_by_acks
 
         await publish_raw(settings, queue, [b'{"taskId": "t1", "product": "crm"}'])
         [dead] = await get_dead_letters(settings, f"{queue}.dead", 1)

@@ -102,7 +102,13 @@ async function main() {
 
     const ack = { taskId: task.taskId, product, results: task.items.map((item) => deleteItem(item, task.dryRun === true)) };
     if (!validAck(ack)) throw new Error(`our own acknowledgement is invalid: ${schemaReason(validAck.errors)}`);
-    await publishConfirmed(acksQueue, Buffer.from(JSON.stringify(ack)), { messageId: task.taskId });
+    // The task's W3C trace context, passed on as it came: with no tracing library of its
+    // own, the product still keeps the request's trace going (the acks role links it).
+    const received = message.properties.headers ?? {};
+    const headers = Object.fromEntries(
+      ["traceparent", "tracestate"].filter((name) => typeof received[name] === "string").map((name) => [name, received[name]]),
+    );
+    await publishConfirmed(acksQueue, Buffer.from(JSON.stringify(ack)), { messageId: task.taskId, headers });
     consumer.ack(message);
     log("task_acknowledged", { taskId: task.taskId, items: task.items.length });
   }

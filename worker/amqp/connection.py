@@ -57,7 +57,13 @@ async def connect(urls: str | Sequence[str], timeout: float = 10.0, name: str = 
     raise AssertionError("unreachable: the loop returns or raises")
 
 
-class ConfirmTimeoutError(TimeoutError):
+class SessionStuckError(Exception):
+    """Publishing on this channel stopped working though the connection is up: only a new
+    session (connection, channels and the broker's per-channel queue state) can tell
+    whether it works again."""
+
+
+class ConfirmTimeoutError(SessionStuckError, TimeoutError):
     """The broker confirmed nothing of a publish for the publisher's confirm timeout: the
     channel is treated as lost (a new session publishes again), so that a wedged channel
     or a long broker alarm cannot hold a role's work for ever."""
@@ -67,6 +73,6 @@ def is_broker_failure(error: BaseException) -> bool:
     """The channel or connection failed (as opposed to one message being refused): the
     work in hand can only be finished on a new session. Publishing on a channel that
     closed underneath (its node died) is one too, and so is one that stopped confirming."""
-    if isinstance(error, (ChannelInvalidStateError, ConfirmTimeoutError)):
+    if isinstance(error, (ChannelInvalidStateError, SessionStuckError)):
         return True
     return isinstance(error, AMQPError) and not isinstance(error, DeliveryError)

@@ -19,7 +19,7 @@ from pamqp import commands as spec
 from worker import metrics, tracing
 from worker.amqp import _batch as batch_publish
 from worker.amqp import _confirms as confirms
-from worker.amqp.connection import ConfirmTimeoutError
+from worker.amqp.connection import ConfirmTimeoutError, SessionStuckError
 from worker.errors import TransientError
 from worker.retry import RetryPolicy
 
@@ -60,14 +60,20 @@ class PublishRefusedError(TransientError):
     """The broker nacked a message: it did not take responsibility for it."""
 
 
+class RefusedTooLongError(PublishRefusedError, SessionStuckError):
+    """The broker kept nacking messages on this channel for the whole retry window."""
+
+
 # A nack says the broker did not take the message, for now: a quorum queue refuses what it
-# is sent while it elects a new leader (a second or two after its leader's node died,
-# longer on a loaded host). Refused messages are sent again, with capped backoff, for up to
-# REFUSED_RETRY_SECONDS before the refusal reaches the caller; without this every role
-# handed its work back at once, and a product task requeued in a tight loop used up its
-# delivery limit in the time an election takes. Sending again is safe: every consumer of
-# this service absorbs a duplicate.
-REFUSED_RETRY_SECONDS = 30.0
+# is sent while it elects a new leader (a second or two after its leader's node died).
+# Refused messages are sent again, with capped backoff, for up to REFUSED_RETRY_SECONDS.
+# Past that the channel itself is suspect: in CI (RabbitMQ 3.10, a three-node cluster) a
+# channel opened on a surviving node kept nacking one queue's publishes for minutes after
+# its leader's kill -9, while the producer, which reconnects on a nack, got through at
+# once. So a refusal that outlasts the window is a broker failure (RefusedTooLongError):
+# the session is made again, on a new connection and channels. Sending again is safe:
+# every consumer of this service absorbs a duplicate.
+REFUSED_RETRY_SECONDS = 10.0
 # How long one publish may wait for its confirms, refusals sent again included (None: no
 # limit, for a caller that bounds the wait itself, as the producer does).
 CONFIRM_TIMEOUT_SECONDS = 120.0
@@ -142,7 +148,9 @@ class Publisher:
 
     async def publish_each(self, messages: Sequence[Outgoing]) -> list[BaseException | None]:
         """Publish all; returns, in order, None for each message the broker confirmed and
-        the error for each it refused. Raises only when the channel itself failed."""
+        the error for each it did not take (returned as unroutable). Raises when the
+        channel failed, or stopped confirming (ConfirmTimeoutError), or kept nacking for
+        the whole retry window (RefusedTooLongError): broker failures, for a new session."""
         if not messages:
             return []
         if tracing.enabled():  # off: not even a look at the headers
@@ -152,6 +160,11 @@ class Publisher:
             results = await asyncio.wait_for(self._publish_until_taken(messages), self.confirm_timeout)
         except TimeoutError:
             raise ConfirmTimeoutError(f"no confirms within {self.confirm_timeout} s") from None
+        refused = sum(1 for result in results if _is_nack(result))
+        if refused:
+            raise RefusedTooLongError(
+                f"the broker refused {refused} message(s) for {self.refused_retry_seconds} s on this channel"
+            )
         outcomes: list[BaseException | None] = []
         published: Counter[str] = Counter()
         for item, result in zip(messages, results, strict=True):

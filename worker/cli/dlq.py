@@ -77,7 +77,7 @@ def replay_command(queue: str | None, message_ids: tuple[str, ...]) -> None:
         connection = await common.connect_broker(loaded)
         try:
             channel = await connection.channel()
-            publisher = await Publisher.open(connection)
+            publisher = await Publisher.open(connection, confirm_timeout=loaded.confirm_timeout)
             with progress(None, "replaying dead letters") as advance:
                 return await dlq.replay_dead(
                     channel, publisher, queues, message_ids=set(message_ids) or None, advance=advance

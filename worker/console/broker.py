@@ -44,7 +44,7 @@ async def replay(state: ApiState, queue: str, message_id: str | None) -> int:
     """Replay the dead letters of `queue` (any name of it), or only the one with this id."""
     queues_meant = dlq.dead_queues(topology(state), queue)
     async with broker(state) as connection:
-        publisher = await Publisher.open(connection)
+        publisher = await Publisher.open(connection, confirm_timeout=state.settings.confirm_timeout)
         return await dlq.replay_dead(
             await connection.channel(), publisher, queues_meant, message_ids={message_id} if message_id else None
         )

@@ -168,9 +168,7 @@ class Publisher:
         outcomes: list[BaseException | None] = []
         published: Counter[str] = Counter()
         for item, result in zip(messages, results, strict=True):
-            if _is_nack(result):
-                outcomes.append(PublishRefusedError(f"broker refused a message for {item.routing_key}"))
-            elif isinstance(result, BaseException):
+            if isinstance(result, BaseException):  # no nack is left here: those raised above
                 outcomes.append(result)
             else:
                 outcomes.append(None)

@@ -4,7 +4,7 @@ are parsed a few at a time."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -13,10 +13,11 @@ from worker.api.errors import ApiError, error_response
 
 
 class ByteBudget:
-    """Bodies being parsed and stored at once share `total` bytes. A 100,000-identity work
-    order is ~5-7 MB of JSON and ~70 MB of objects while it is validated and copied into
-    Postgres; ten at once took the API to 800 MB. Past the budget a body waits its turn,
-    at most `wait_seconds`, and is then refused with 503 and Retry-After."""
+    """Bodies being read, parsed and stored at once share `total` bytes. A 100,000-identity
+    work order is ~5-7 MB of JSON and ~70 MB of objects while it is validated and copied
+    into Postgres; ten at once took the API to 800 MB. Past the budget a body waits its
+    turn, unread (the client's upload waits with it), at most `wait_seconds`, and is then
+    refused with 503 and Retry-After."""
 
     def __init__(self, total: int, wait_seconds: float) -> None:
         self.total = total
@@ -41,6 +42,13 @@ class ByteBudget:
             async with self._changed:
                 self.used -= size
                 self._changed.notify_all()
+
+
+def declared_size(headers: Mapping[str, str], max_bytes: int) -> int:
+    """What a body will take before it is read: its Content-Length (BodyLimitMiddleware
+    has refused one over `max_bytes`), or `max_bytes` when it declares none (chunked)."""
+    length = headers.get("content-length", "")
+    return min(int(length), max_bytes) if length.isdigit() else max_bytes
 
 
 class BodyTooLargeError(Exception):

@@ -11,6 +11,7 @@ import structlog
 from worker.api.server import serve_api
 from worker.cli import common
 from worker.console.app import create_console_app
+from worker.gc_tuning import tune_collector
 
 log = structlog.get_logger(__name__)
 
@@ -33,4 +34,5 @@ def api_command(host: str | None, port: int | None) -> None:
         await serve_api(loaded, stopping, host, port, app=app)
         log.info("api_stopped")
 
+    tune_collector()
     common.run(go())

@@ -10,6 +10,7 @@ from prometheus_client import start_http_server
 
 from worker import producer
 from worker.cli import common
+from worker.gc_tuning import tune_collector
 from worker.ops.demo import DEMO_USERS, ensure_demo_project, ensure_demo_schema, seed_demo_rows
 from worker.ops.exitcodes import ExitCode
 from worker.ops.migrate import apply_migrations, pending_migrations
@@ -67,6 +68,7 @@ def run_command(roles: tuple[str, ...]) -> None:
     """Run worker roles (all of them when no --role is given) until SIGTERM."""
     loaded = common.settings()
     _start_metrics(loaded)
+    tune_collector()
     common.run(_run_worker(loaded, roles, []))
 
 
@@ -113,6 +115,7 @@ def up(no_api: bool) -> None:
         await _run_worker(loaded, (), extra)
 
     _start_metrics(loaded)
+    tune_collector()
     common.run(go())
 
 

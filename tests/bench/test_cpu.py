@@ -6,6 +6,8 @@ import os
 import socket
 import time
 
+import asyncpg
+
 from worker.bench import cpu
 
 
@@ -41,3 +43,26 @@ def test_per_request_counts_new_processes_from_zero_and_sums_groups() -> None:
     per_request = cpu.per_request_ms(before, after, requests=1000)
 
     assert per_request == {"worker": 0.3, "postgres": 0.2, "total": 0.5}
+
+
+def test_the_bench_s_own_postgres_backend_is_reported_but_not_in_the_total() -> None:
+    before = {("worker", 10): 1.0, (cpu.BENCH_BACKEND, 30): 2.0}
+    after = {("worker", 10): 1.3, (cpu.BENCH_BACKEND, 30): 2.1}
+
+    per_request = cpu.per_request_ms(before, after, requests=1000)
+
+    assert per_request == {"worker": 0.3, cpu.BENCH_BACKEND: 0.1, "total": 0.3}
+
+
+async def test_the_asking_connection_is_the_bench_s_own_backend(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as connection, pool.acquire() as other:
+        database = await connection.fetchval("SELECT current_database()")
+        own = await connection.fetchval("SELECT pg_backend_pid()")
+        other_pid = await other.fetchval("SELECT pg_backend_pid()")
+
+        groups = await cpu.postgres_groups(connection, database)
+
+    assert groups[cpu.BENCH_BACKEND] == [own]
+    assert other_pid in groups["postgres (bench database)"]
+    assert own not in groups["postgres (bench database)"]
+    assert own not in groups["postgres (rest of server, shared)"]

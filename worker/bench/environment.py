@@ -157,22 +157,29 @@ def products_toml(count: int) -> str:
     )
 
 
-# `bench --no-events`: the pipeline without lifecycle events, to see what they cost: the
-# triggers that write the event outbox (migrations/0008) disabled, the audit trail's kept.
+# `bench --no-events` and `--no-audit`: the pipeline without lifecycle events or without
+# the audit trail, to see what each costs: the triggers that write the event outbox
+# (migrations/0008) or the audit entries (0011) disabled in the bench's database, the
+# others kept. Neither is a setting of the service: both are guarantees it keeps.
 EVENT_TRIGGERS = {
     "jobs": ("jobs_lifecycle_events_inserted", "jobs_lifecycle_events_updated"),
     "product_status": ("product_status_lifecycle_events",),
 }
-WITHOUT_EVENTS = "; ".join(
-    f"ALTER TABLE {table} DISABLE TRIGGER {trigger}"
-    for table, triggers in EVENT_TRIGGERS.items()
-    for trigger in triggers
-)
+AUDIT_TRIGGERS = {
+    "jobs": ("jobs_audit_inserted", "jobs_audit_updated"),
+    "product_status": ("product_status_audit",),
+}
+
+
+def disable_triggers(triggers: dict[str, tuple[str, ...]]) -> str:
+    return "; ".join(
+        f"ALTER TABLE {table} DISABLE TRIGGER {name}" for table, names in triggers.items() for name in names
+    )
 
 
 @contextlib.asynccontextmanager
 async def bench_environment(
-    settings: Settings, product_count: int, workdir: Path, *, events: bool = True
+    settings: Settings, product_count: int, workdir: Path, *, events: bool = True, audit: bool = True
 ) -> AsyncIterator[BenchEnvironment]:
     name = f"dwbench_{secrets.token_hex(4)}"
     parts = urlsplit(settings.database_url)
@@ -193,7 +200,9 @@ async def bench_environment(
         try:
             await connection.execute("CREATE SCHEMA bench")
             if not events:
-                await connection.execute(WITHOUT_EVENTS)
+                await connection.execute(disable_triggers(EVENT_TRIGGERS))
+            if not audit:
+                await connection.execute(disable_triggers(AUDIT_TRIGGERS))
             for i in range(1, product_count + 1):
                 await connection.execute(f"CREATE TABLE bench.t{i} (user_id text NOT NULL, payload text)")
             _, environment.project_key = await create_project(connection, "bench", "bench")

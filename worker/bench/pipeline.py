@@ -44,21 +44,32 @@ class PacedResult(PipelineResult):
 
 
 # A paced run keeps up when it published at (nearly) the target and its backlog did not
-# grow by more than this share of the rate: a steady pipeline holds a backlog of about
-# rate x latency, which does not grow.
+# grow by more than this share of the rate over the second half of the publishing. A
+# steady pipeline holds a backlog of about rate x latency, which does not grow: measured
+# from zero, that alone read as growth (at 0.6 s of latency, 7.5 % of the rate over 8 s),
+# and a pipeline that kept up was reported as falling behind.
 KEPT_UP_SHARE = 0.05
 
 
-def _paced(result: PipelineResult, target: float, publish_seconds: float, backlog: int) -> PacedResult:
+@dataclass(frozen=True)
+class Backlog:
+    """Published but not yet completed, `at` seconds into the publishing."""
+
+    at: float
+    requests: int
+
+
+def _paced(result: PipelineResult, target: float, halfway: Backlog, end: Backlog) -> PacedResult:
+    publish_seconds = max(end.at, 1e-6)
     published = result.requests / publish_seconds
-    growth = backlog / publish_seconds
+    growth = (end.requests - halfway.requests) / max(end.at - halfway.at, 1e-6)
     kept_up = published >= target * (1 - KEPT_UP_SHARE) and growth <= target * KEPT_UP_SHARE
     return PacedResult(
         **vars(result),
         target_rate_per_s=round(target, 1),
         published_per_s=round(published, 1),
         publish_seconds=round(publish_seconds, 2),
-        backlog_at_publish_end=backlog,
+        backlog_at_publish_end=end.requests,
         backlog_growth_per_s=round(growth, 1),
         kept_up=kept_up,
     )
@@ -82,10 +93,11 @@ async def index_rows(connection: asyncpg.Connection, products: int) -> None:
 async def _terminal_counts(connection: asyncpg.Connection) -> tuple[int, int]:
     """(completed, failed) over the whole bench database.
 
-    Counting the whole (private) table is a 5 ms sequential scan; asking about the run's
-    own request ids with `request_id = ANY($1)` took 90 ms for 20,000 ids and, polled
-    every 50 ms, kept a core of Postgres busy: the bench was slowing what it measured.
-    Steps run one after another, so a count taken before a step is its baseline."""
+    Counting the whole (private) table is a sequential scan, 11 ms at 40,000 jobs; asking
+    about the run's own request ids with `request_id = ANY($1)` took 90 ms for 20,000 ids.
+    Polled every 50 ms, the count alone was a tenth of the Postgres time of a pipeline run
+    (pg_stat_statements): the bench was slowing what it measured. Hence POLL_SECONDS. Steps
+    run one after another, so a count taken before a step is its baseline."""
     row = await connection.fetchrow(
         "SELECT count(*) FILTER (WHERE status = 'completed') AS completed,"
         " count(*) FILTER (WHERE status = 'failed') AS failed FROM jobs"
@@ -98,6 +110,11 @@ async def _terminal_counts(connection: asyncpg.Connection) -> tuple[int, int]:
 # Postgres connections, alive but doing nothing): the bench stops and says so.
 STALL_SECONDS = 15.0
 
+# How often the bench counts finished jobs. Only the end of a wait depends on it, and a
+# run's end is read from its last job's finished_at (see _result), so a slower poll costs
+# no precision.
+POLL_SECONDS = 0.25
+
 
 class PipelineStalledError(TimeoutError):
     pass
@@ -106,7 +123,7 @@ class PipelineStalledError(TimeoutError):
 async def _wait_terminal(
     env: BenchEnvironment, connection: asyncpg.Connection, baseline: tuple[int, int], count: int, timeout: float
 ) -> tuple[int, int]:
-    """Polls every 50 ms until `count` more jobs are completed or failed; returns how many of each."""
+    """Polls every POLL_SECONDS until `count` more jobs are completed or failed; returns how many of each."""
     deadline = time.monotonic() + timeout
     completed = failed = 0
     progressed = time.monotonic()
@@ -123,7 +140,7 @@ async def _wait_terminal(
             raise PipelineStalledError(
                 f"no job finished for {STALL_SECONDS:g} s ({done} of {count} done); worker output:\n{env.output_tail()}"
             )
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(POLL_SECONDS)
     return completed, failed
 
 
@@ -157,7 +174,7 @@ def _result(
     requests: int, counts: tuple[int, int], first_publish: float, polled_end: float, finished: _Finished
 ) -> PipelineResult:
     # The end is the last job's finished_at when there is one: exact, where the poll is
-    # up to 50 ms (plus a query) late.
+    # up to POLL_SECONDS (plus a query) late.
     end = finished.last_finished_at or polled_end
     seconds = max(end - first_publish, 1e-6)
     completed, failed = counts
@@ -202,10 +219,18 @@ async def run_paced(
     published_at: dict[str, float] = {}
     sent = 0
     baseline = await _terminal_counts(connection)
+
+    async def backlog(at: float) -> Backlog:
+        completed, failed = await _terminal_counts(connection)
+        return Backlog(at, sent - (completed - baseline[0]) - (failed - baseline[1]))
+
+    halfway: Backlog | None = None
     async with Producer(env.settings.broker_urls, env.prefix) as producer:
         first_publish = time.time()
         started = time.perf_counter()
-        while time.perf_counter() - started < seconds:
+        while (elapsed := time.perf_counter() - started) < seconds:
+            if halfway is None and elapsed >= seconds / 2:
+                halfway = await backlog(elapsed)
             batch = [build_request(env.project_key, [("userId", f"u{first + sent + i}")]) for i in range(per_tick)]
             now = time.time()
             published_at.update((r.request_id, now) for r in batch)
@@ -214,10 +239,8 @@ async def run_paced(
             ahead = started + sent / rate - time.perf_counter()
             if ahead > 0:
                 await asyncio.sleep(ahead)
-        publish_seconds = max(time.perf_counter() - started, 1e-6)
-    completed, failed = await _terminal_counts(connection)
-    backlog = sent - (completed - baseline[0]) - (failed - baseline[1])
+        end = await backlog(time.perf_counter() - started)
     counts = await _wait_terminal(env, connection, baseline, sent, timeout=max(60.0, sent / 200))
     polled_end = time.time()
     result = _result(sent, counts, first_publish, polled_end, await _finished(connection, published_at))
-    return _paced(result, rate, publish_seconds, backlog)
+    return _paced(result, rate, halfway or Backlog(0.0, 0), end)

@@ -60,6 +60,8 @@ class BenchOptions:
     orders: int = 10
     # False: the event triggers disabled in the bench's database (what events cost).
     events: bool = True
+    # False: the audit trail's triggers disabled in the bench's database (what it costs).
+    audit: bool = True
 
 
 class StepClock:
@@ -278,7 +280,9 @@ async def run_bench(settings: Settings, options: BenchOptions, advance: Advance)
             ceiling["real"] = {**asdict(real), "per_s": real.per_s}
         report["ceiling"] = ceiling
     with tempfile.TemporaryDirectory(prefix="dwbench-") as workdir:
-        async with bench_environment(settings, options.products, Path(workdir), events=options.events) as env:
+        async with bench_environment(
+            settings, options.products, Path(workdir), events=options.events, audit=options.audit
+        ) as env:
             report["environment"] = {"database": env.database_name, "topology_prefix": env.prefix}
             try:
                 await _steps_in_environment(env, options, ceiling, clock, report)

@@ -99,6 +99,12 @@ async def _stopped_by_sigterm_too(work: Coroutine[Any, Any, T]) -> T:
     show_default=True,
     help="--no-events: lifecycle-event triggers off in the bench's database, to measure what events cost.",
 )
+@click.option(
+    "--audit/--no-audit",
+    default=True,
+    show_default=True,
+    help="--no-audit: audit-trail triggers off in the bench's database, to measure what the trail costs.",
+)
 @click.option("--skip", multiple=True, type=click.Choice(STEPS), help="Leave a step out; repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of tables.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON report here.")
@@ -115,6 +121,7 @@ def bench_command(
     backlog: int,
     orders: int,
     events: bool,
+    audit: bool,
     skip: tuple[str, ...],
     as_json: bool,
     output: Path | None,
@@ -127,7 +134,7 @@ def bench_command(
     options = BenchOptions(
         requests=requests, identities=identities, products=products, api_jobs=api_jobs, api_clients=api_clients,
         api_requests=api_requests, paced_seconds=paced_seconds, paced_rate=paced_rate, skip=frozenset(skip),
-        copies_per_role=copies_per_role, backlog=backlog, orders=orders, events=events,
+        copies_per_role=copies_per_role, backlog=backlog, orders=orders, events=events, audit=audit,
     )  # fmt: skip
     try:
         with progress(STEP_COUNT, "bench") as advance:

@@ -35,6 +35,7 @@ LAYERS = {
     "worker.tracing": 1,  # W3C trace context and spans: below logging, which adds trace ids
     "worker.aio": 2,
     "worker.gc_pause": 2,
+    "worker.gc_tuning": 2,
     "worker.due_dates": 2,
     "worker.receipts": 2,  # canonical JSON, Ed25519, identity digests: pure, below the store that issues receipts
     "worker.settings": 1,

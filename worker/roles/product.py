@@ -102,8 +102,10 @@ class ProductRole(QueueRole):
             if is_broker_failure(error):
                 session.lost.set()  # the channel is gone: every delivery returns to the queue
                 return
-            # Its acknowledgement or retry copy was refused (or worse): the task goes back to
-            # the queue rather than sit unacked until the broker's consumer timeout.
+            # Its acknowledgement or retry copy came back unroutable, or the handler failed in
+            # a way it did not classify (nacks are sent again by the publisher; one that
+            # outlasts the retry window is a broker failure, above): the task goes back to the
+            # queue rather than sit unacked until the broker's consumer timeout.
             log.exception("task_settle_failed", product=self.product, error=describe(error))
             await self.requeue([delivery])
 

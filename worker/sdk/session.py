@@ -173,8 +173,10 @@ class Session:
                 if refused is None:
                     await self.channel.ack(delivery.delivery_tag)
                 else:
-                    # Its acknowledgement or copy was refused: the task goes back to the queue
-                    # now rather than sit unacked until the broker's consumer timeout.
+                    # Its acknowledgement or copy came back unroutable (its queue is gone; a
+                    # nack is sent again by the publisher, and one that outlasts the retry
+                    # window raises instead): the task goes back to the queue now rather
+                    # than sit unacked until the broker's consumer timeout.
                     log.warning("task_settle_refused", product=self.product, error=describe(refused))
                     await self.channel.requeue(delivery.delivery_tag)
         except Exception as error:

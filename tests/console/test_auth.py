@@ -55,6 +55,16 @@ async def test_a_wrong_key_does_not_sign_in(make_client: MakeClient) -> None:
         assert "dw_console_session" not in response.headers.get("set-cookie", "")
 
 
+async def test_a_form_field_longer_than_any_real_one_is_refused_before_sign_in(make_client: MakeClient) -> None:
+    """Text fields are held in memory while the form is read, before the key or the CSRF
+    token is checked: anyone could post 16 MB fields (the body limit) to the sign-in
+    form. A field is now at most FORM_FIELD_MAX_BYTES."""
+    async with make_client() as client:
+        response = await sign_in(client, "dwk_" + "A" * 100_000)
+        assert response.status_code == 400
+        assert (await sign_in(client, "dwk_AAAAAAAA_not-a-key")).status_code == 401  # a real length is read
+
+
 async def test_forms_without_the_csrf_token_are_refused(
     make_client: MakeClient, make_member: MakeMember, pool: asyncpg.Pool
 ) -> None:

@@ -3,11 +3,13 @@ new work orders from a CSV."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import asyncpg
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from tests.console.conftest import Member, csrf_of, insert_job, sign_in
 from worker.console.routes_new import CsvError, parse_identities
@@ -90,6 +92,32 @@ async def test_a_csv_becomes_a_work_order(make_client: MakeClient, make_member: 
         )
         assert refused.status_code == 400
         assert "line 1" in refused.text
+
+
+async def test_a_csv_waits_for_the_api_s_parse_budget(
+    make_client: MakeClient, make_member: MakeMember, console_app: FastAPI, pool: asyncpg.Pool
+) -> None:
+    """The console's CSV is parsed into as many objects as a work order posted to the API:
+    it waits for the same budget instead of adding to it."""
+    member = await make_member("org-console-a")
+    budget = console_app.state.api.body_budget
+    async with make_client() as client:
+        await sign_in(client, member.key)
+        page = await client.get("/console/new")
+        async with budget.reserve(budget.total):  # a large work order being parsed
+            posted = asyncio.create_task(
+                client.post(
+                    "/console/new",
+                    data={"csrf": csrf_of(page.text), "project": member.project_key},
+                    files={"file": ("ids.csv", b"userId,u-1\nuserId,u-2\n", "text/csv")},
+                )
+            )
+            await asyncio.sleep(0.3)
+            assert not posted.done()
+            assert await pool.fetchval("SELECT count(*) FROM jobs WHERE project_id = $1", member.project_id) == 0
+        response = await posted
+    assert response.status_code == 303
+    assert await pool.fetchval("SELECT count(*) FROM jobs WHERE project_id = $1", member.project_id) == 1
 
 
 def test_csv_parsing() -> None:

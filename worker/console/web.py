@@ -122,10 +122,16 @@ User = Annotated[ConsoleUser, Depends(signed_in)]
 Operator = Annotated[ConsoleUser, Depends(operator)]
 
 
+# A form's text fields are held in memory as they arrive, before anyone is signed in (the
+# sign-in form) and before the CSRF check: each is at most this long (the longest, a work
+# order's description, is 10,000 characters). The CSV file is spooled to disk instead.
+FORM_FIELD_MAX_BYTES = 64 * 1024
+
+
 async def checked_form(request: Request) -> AsyncIterator[FormData]:
     """The posted form, once its CSRF token matches this browser's secret; its uploaded
     files are closed after the request."""
-    form = await request.form(max_files=1, max_fields=50, max_part_size=16 * 1024 * 1024)
+    form = await request.form(max_files=1, max_fields=50, max_part_size=FORM_FIELD_MAX_BYTES)
     try:
         token = form.get(CSRF_FIELD)
         secret = request.cookies.get(CSRF_COOKIE)

@@ -14,6 +14,8 @@ import pytest
 
 from tests.api.conftest import Tenant
 from tests.support import WorkerHandle, wait_for_jobs
+from worker.api.app import create_app
+from worker.products import load_products
 from worker.settings import Settings
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -232,3 +234,31 @@ async def test_a_large_body_waits_unread_while_the_parse_budget_is_taken(
     assert answer.status_code == 200, answer.text
     assert pulled == len(chunks)
     assert answer.json()["operationCount"] == 2_000
+
+
+async def test_a_body_that_does_not_arrive_in_time_gives_the_budget_back(
+    pool: asyncpg.Pool, api_settings: Settings, tenant: Tenant
+) -> None:
+    """A body is read while it holds its share of the parse budget: one trickling in (or
+    never finishing) is refused with 408 after DELETION_API_PARSE_WAIT, and its share is
+    free again for the next."""
+    settings = api_settings.model_copy(update={"api_parse_wait": 0.5})
+    app = create_app(settings, load_products(settings.products_file), pool=pool)
+    stalled = asyncio.Event()
+
+    async def never_finishes() -> AsyncIterator[bytes]:
+        yield b'{"action": "delete_identity", "identities": ['
+        await stalled.wait()  # the rest never comes while the test waits
+        yield b"]}"
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as client:
+        answer = await client.post(
+            "/workorder",
+            content=never_finishes(),
+            headers={**headers(tenant), "content-type": "application/json", "content-length": "1000000"},
+        )
+        stalled.set()
+        assert answer.status_code == 408
+        assert answer.json()["error"] == "request_timeout"
+        assert app.state.api.body_budget.used == 0
+        assert (await client.post("/workorder", json=order(), headers=headers(tenant))).status_code == 200

@@ -15,6 +15,7 @@ document's components, so /openapi.json describes it as before.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
+from worker.api.errors import ApiError
 from worker.gc_pause import gc_paused
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -36,10 +38,17 @@ def _is_json(content_type: str) -> bool:
     return main == "application" and (sub == "json" or sub.endswith("+json"))
 
 
-async def read_json_body(request: Request) -> bytes:
+async def read_json_body(request: Request, timeout: float) -> bytes:
     """The raw body of a JSON request, or the RequestValidationError FastAPI would have
-    raised (the API's error handler turns it into a 400, or a 415 for one not JSON)."""
-    body = await request.body()
+    raised (the API's error handler turns it into a 400, or a 415 for one not JSON).
+
+    The body is read while its share of the parse budget is held (worker.api.limits): one
+    that has not arrived within `timeout` seconds is refused with 408, so a client
+    trickling its upload cannot keep the budget from everyone else."""
+    try:
+        body = await asyncio.wait_for(request.body(), timeout)
+    except TimeoutError:
+        raise ApiError(408, f"the request body did not arrive within {timeout:g} s") from None
     if not body:
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required"}])
     if not _is_json(request.headers.get("content-type", "")):

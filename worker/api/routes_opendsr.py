@@ -147,7 +147,7 @@ async def create_opendsr_request(
     answers with the same request; with another request, 409."""
     signer = signer_of(state)
     async with state.body_budget.reserve(declared_size(request.headers, state.settings.api_max_body_bytes)):
-        raw = await read_json_body(request)
+        raw = await read_json_body(request, state.settings.api_parse_wait)
         body = validate_json_body(raw, OpenDsrRequest)
         if not x_sandbox_name:
             raise ApiError(400, "name the project in the x-sandbox-name header (its projectKey)")

@@ -79,7 +79,7 @@ async def create_workorder(
     # The budget before the body: ten large uploads at once each held their body while
     # waiting their turn to parse (a test holds the budget and counts the chunks read).
     async with state.body_budget.reserve(declared_size(request.headers, state.settings.api_max_body_bytes)):
-        body = await read_json_body(request)
+        body = await read_json_body(request, state.settings.api_parse_wait)
         order = validate_json_body(body, WorkOrderCreate)
         if not x_sandbox_name:
             raise ApiError(400, "name the project in the x-sandbox-name header (its projectKey)")

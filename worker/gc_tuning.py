@@ -10,8 +10,9 @@ events) are freed by reference counting as soon as a batch is done; few form cyc
 So, once a process has started: `gc.freeze()` moves everything built so far into the
 permanent generation, which no collection walks again, and the youngest generation is
 collected every YOUNG_THRESHOLD allocations instead of every 700. The same run then
-spent 0.52-0.57 s collecting (186 passes), worker CPU per request fell by a fifth, and
-peak RSS did not move (175 MB either way). Cycles are still collected, only in fewer,
+spent 0.52-0.96 s collecting (180-230 passes), worker CPU per request fell by 10-25 %
+(runs vary by that much on this shared 2-core host), and peak RSS did not move (175 MB
+either way). Cycles are still collected, only in fewer,
 larger passes; `gc_paused` (worker.gc_pause) still pauses it around large bursts.
 
 Only the service commands call this (`run`, `api`, `up`), once, from the CLI that owns

@@ -44,6 +44,9 @@ async def test_tiny_bench_reports_every_number(make_settings: Callable[..., Sett
     )
     assert pipeline["ratio_to_real_ceiling"] == pytest.approx(pipeline["completed_per_s"] / real["per_s"], abs=0.001)
     assert 0 < pipeline["latency_p50_ms"] <= pipeline["latency_p99_ms"]
+    # The CPU window ends once the run's lifecycle events are relayed, not at its last job.
+    assert pipeline["events_relayed_after_s"] >= 0
+    assert "its last events took to be relayed" in dict(measurements(report))["CPU per request"]
     cpu = pipeline["cpu_ms_per_request"]
     # Every process of the pipeline on this host: the one worker, its database's
     # backends, the broker and the bench's own producer each spent CPU on the requests.

@@ -144,6 +144,20 @@ async def _wait_terminal(
     return completed, failed
 
 
+async def wait_events_relayed(env: BenchEnvironment, connection: asyncpg.Connection, timeout: float) -> float:
+    """Waits until the event outbox is empty (every lifecycle event of the requests so far
+    published); returns the seconds it took. The pipeline's CPU window ends here: events
+    relayed after the last job completed had been left out of the CPU per request, and
+    their relaying slowed whichever step came next."""
+    started = time.monotonic()
+    while await connection.fetchval("SELECT EXISTS (SELECT 1 FROM event_outbox)"):
+        env.check_processes()
+        if time.monotonic() - started > timeout:
+            raise PipelineStalledError(f"lifecycle events still waiting to be relayed after {timeout:g} s")
+        await asyncio.sleep(POLL_SECONDS)
+    return time.monotonic() - started
+
+
 @dataclass(frozen=True)
 class _Finished:
     last_finished_at: float | None  # epoch seconds

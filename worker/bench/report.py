@@ -61,7 +61,7 @@ def measurements(report: dict[str, Any]) -> list[tuple[str, str]]:
                          f"latency p50 {p['latency_p50_ms']} ms, p99 {p['latency_p99_ms']} ms")
         )  # fmt: skip
         if "cpu_ms_per_request" in p:
-            rows.append(("CPU per request", _cpu(p["cpu_ms_per_request"])))
+            rows.append(("CPU per request", _cpu(p["cpu_ms_per_request"], p.get("events_relayed_after_s"))))
     if "paced" in report:
         rows.append(("paced", _paced(report["paced"])))
     if "workorder" in report:
@@ -137,9 +137,12 @@ def _ratio(step: dict[str, Any]) -> str:
     return f" = {step['ratio_to_real_ceiling']} x real ceiling ({step['ratio_to_ceiling']} x plain aio-pika's)"
 
 
-def _cpu(per_request: dict[str, float]) -> str:
+def _cpu(per_request: dict[str, float], events_after: float | None) -> str:
     parts = [f"{group} {ms:g}" for group, ms in per_request.items() if group != "total"]
-    return f"{per_request['total']:g} ms in all: " + ", ".join(parts) + " (ms, over the pipeline run)"
+    window = "over the pipeline run" + (
+        f" and the {events_after:g} s its last events took to be relayed" if events_after is not None else ""
+    )
+    return f"{per_request['total']:g} ms in all: " + ", ".join(parts) + f" (ms, {window})"
 
 
 def _paced(p: dict[str, Any]) -> str:

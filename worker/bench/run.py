@@ -30,7 +30,7 @@ from worker.bench.environment import (
     short_of_connections,
 )
 from worker.bench.memory import RssSampler
-from worker.bench.pipeline import index_rows, run_paced, run_throughput, seed_rows
+from worker.bench.pipeline import index_rows, run_paced, run_throughput, seed_rows, wait_events_relayed
 from worker.bench.roles import run_roles
 from worker.bench.workorder import run_workorder
 from worker.ops.progress import Advance
@@ -38,6 +38,8 @@ from worker.roles.spec import all_roles
 from worker.settings import Settings
 
 STEP_COUNT = 7  # ceiling, setup, pipeline, paced, workorder, roles, api: one progress tick each
+# How long the relay may take to publish a step's lifecycle events after its last job ended.
+EVENTS_TIMEOUT = 120.0
 
 
 @dataclass(frozen=True)
@@ -142,10 +144,15 @@ async def _pipeline_with_cpu(
     groups = await _cpu_groups(env, connection, workers)
     before = cpu.snapshot(groups)
     result = await run_throughput(env, connection, 1, count)
+    events_after = await wait_events_relayed(env, connection, EVENTS_TIMEOUT)
     # Backends opened during the run count from zero (see cpu.per_request_ms).
     groups.update(await cpu.postgres_groups(connection, env.database_name))
     after = cpu.snapshot(groups)
-    return {**asdict(result), "cpu_ms_per_request": cpu.per_request_ms(before, after, result.completed)}
+    return {
+        **asdict(result),
+        "events_relayed_after_s": round(events_after, 2),
+        "cpu_ms_per_request": cpu.per_request_ms(before, after, result.completed),
+    }
 
 
 async def _api_reads(
@@ -235,6 +242,8 @@ async def _steps_in_environment(
                 with clock.step("paced"):
                     paced = await run_paced(env, connection, 1 + options.requests, paced_rate, options.paced_seconds)
                     report["paced"] = asdict(paced)
+                    # The next step starts on a quiet worker, not one still relaying these events.
+                    await wait_events_relayed(env, connection, EVENTS_TIMEOUT)
             if "workorder" in options.skip:
                 clock.skipped()
             else:

@@ -3,24 +3,15 @@ never by reading every identity ever taken."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import asyncpg
 
+from tests.store.plans import explain, plan_nodes, rolled_back
 from worker.store.console import JOBS_BY_IDENTITY
 from worker.store.jobs import NewJob, create_jobs
 
 JOBS = 5_000
-
-
-def index_scans(plan: dict[str, Any]) -> set[str]:
-    """The indexes a plan reads, at any depth."""
-    found = {plan["Index Name"]} if "Index Name" in plan else set()
-    for child in plan.get("Plans", []):
-        found |= index_scans(child)
-    return found
 
 
 async def test_finding_a_person_reads_job_identities_through_its_indexes(
@@ -33,13 +24,8 @@ async def test_finding_a_person_reads_job_identities_through_its_indexes(
     jobs = [
         NewJob(request_id=f"find-{n}", project_id=project_id, identities=[("email", f"p{n}@x")]) for n in range(JOBS)
     ]
-    async with pool.acquire() as connection:
-        transaction = connection.transaction()
-        await transaction.start()
-        try:
-            await explain_lookups(connection, project_id, jobs)
-        finally:
-            await transaction.rollback()
+    async with rolled_back(pool) as connection:
+        await explain_lookups(connection, project_id, jobs)
 
 
 async def explain_lookups(connection: asyncpg.Connection, project_id: int, jobs: list[NewJob]) -> None:
@@ -52,7 +38,5 @@ async def explain_lookups(connection: asyncpg.Connection, project_id: int, jobs:
         ("p7@x", b"\x00", "job_identities_value_idx"),
         ("p1@x", b"\x01" * 32, "job_identities_value_hash_idx"),
     ):
-        explained = await connection.fetchval(
-            f"EXPLAIN (FORMAT JSON) {JOBS_BY_IDENTITY}", [project_id], "email", value, digest, 100
-        )
-        assert index in index_scans(json.loads(explained)[0]["Plan"]), explained
+        plan = await explain(connection, JOBS_BY_IDENTITY, [project_id], "email", value, digest, 100)
+        assert index in {node.get("Index Name") for node in plan_nodes(plan)}, plan

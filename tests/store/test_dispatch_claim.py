@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from tests.store.plans import explain, plan_nodes, rolled_back
 from worker.store.dispatch import CLAIM_DUE_JOBS
 from worker.store.jobs import NewJob, create_jobs
 
 JOBS = 20_000
-
-
-def scans(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Every node of a plan, at any depth."""
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from scans(child)
 
 
 async def test_claiming_reads_the_taken_jobs_by_key_after_stats_that_saw_none_scheduled(
@@ -33,22 +25,16 @@ async def test_claiming_reads_the_taken_jobs_by_key_after_stats_that_saw_none_sc
     jobs = [
         NewJob(request_id=f"claim-{n}", project_id=project_id, identities=[("userId", f"u{n}")]) for n in range(JOBS)
     ]
-    async with pool.acquire() as connection:
-        transaction = connection.transaction()
-        await transaction.start()
-        try:
-            await create_jobs(connection, jobs, ["sessions"], None)
-            await connection.execute("UPDATE jobs SET status = 'completed' WHERE project_id = $1", project_id)
-            # Statistics from a moment with none scheduled; none yet for the dispatch queue
-            # (as in the bench: a new database, the queue never analyzed).
-            await connection.execute("ANALYZE jobs")
-            await connection.execute("DELETE FROM pg_statistic WHERE starelid = 'dispatch_queue'::regclass")
-            await connection.execute("UPDATE jobs SET status = 'scheduled' WHERE project_id = $1", project_id)
-            explained = await connection.fetchval(f"EXPLAIN (FORMAT JSON) {CLAIM_DUE_JOBS}", 5_000, 500_000)
-        finally:
-            await transaction.rollback()
-    plan = json.loads(explained)[0]["Plan"]
+    async with rolled_back(pool) as connection:
+        await create_jobs(connection, jobs, ["sessions"], None)
+        await connection.execute("UPDATE jobs SET status = 'completed' WHERE project_id = $1", project_id)
+        # Statistics from a moment with none scheduled; none yet for the dispatch queue
+        # (as in the bench: a new database, the queue never analyzed).
+        await connection.execute("ANALYZE jobs")
+        await connection.execute("DELETE FROM pg_statistic WHERE starelid = 'dispatch_queue'::regclass")
+        await connection.execute("UPDATE jobs SET status = 'scheduled' WHERE project_id = $1", project_id)
+        plan = await explain(connection, CLAIM_DUE_JOBS, 5_000, 500_000)
     # Both reads of jobs (each due job's size, then the taken jobs, locked) go by key.
-    reads = [node for node in scans(plan) if node.get("Relation Name") == "jobs"]
-    assert len(reads) == 2, explained
-    assert {node["Node Type"] for node in reads} <= {"Index Scan", "Bitmap Heap Scan"}, explained
+    reads = [node for node in plan_nodes(plan) if node.get("Relation Name") == "jobs"]
+    assert len(reads) == 2, plan
+    assert {node["Node Type"] for node in reads} <= {"Index Scan", "Bitmap Heap Scan"}, plan

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from typing import Any
-
 import asyncpg
 
+from tests.store.plans import explain, plan_nodes, rolled_back
 from worker.store.reconcile import SWEEP
 
 QUEUED = 50_000
-
-
-def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from nodes(child)
 
 
 async def test_the_sweep_never_reads_the_whole_retention_queue_per_job(pool: asyncpg.Pool) -> None:
@@ -24,23 +15,18 @@ async def test_the_sweep_never_reads_the_whole_retention_queue_per_job(pool: asy
     for retention read all of retention_queue for each job of the page (its key starts
     with finished_at), 2.2-3.2 s a page at 63,000 queued. Migration 0019 indexes job_id.
     Rolled back: the rows and the statistics do not stay."""
-    async with pool.acquire() as connection:
-        transaction = connection.transaction()
-        await transaction.start()
-        try:
-            await connection.execute(
-                "INSERT INTO retention_queue (finished_at, job_id)"
-                " SELECT now() - g * interval '1 s', 20000000 + g FROM generate_series(1, $1) g",
-                QUEUED,
-            )
-            await connection.execute("ANALYZE retention_queue")
-            explained = await connection.fetchval(f"EXPLAIN (FORMAT JSON) {SWEEP}", 0, 10_000)
-        finally:
-            await transaction.rollback()
+    async with rolled_back(pool) as connection:
+        await connection.execute(
+            "INSERT INTO retention_queue (finished_at, job_id)"
+            " SELECT now() - g * interval '1 s', 20000000 + g FROM generate_series(1, $1) g",
+            QUEUED,
+        )
+        await connection.execute("ANALYZE retention_queue")
+        plan = await explain(connection, SWEEP, 0, 10_000)
     reads = [
         node
-        for node in nodes(json.loads(explained)[0]["Plan"])
+        for node in plan_nodes(plan)
         if node.get("Relation Name") == "retention_queue" and node["Node Type"] != "ModifyTable"
     ]
-    assert reads, explained
-    assert {node["Node Type"] for node in reads} <= {"Index Only Scan", "Index Scan", "Bitmap Heap Scan"}, explained
+    assert reads, plan
+    assert {node["Node Type"] for node in reads} <= {"Index Only Scan", "Index Scan", "Bitmap Heap Scan"}, plan

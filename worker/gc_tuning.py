@@ -12,8 +12,8 @@ permanent generation, which no collection walks again, and the youngest generati
 collected every YOUNG_THRESHOLD allocations instead of every 700. The same run then
 spent 0.52-0.96 s collecting (180-230 passes), worker CPU per request fell by 10-25 %
 (runs vary by that much on this shared 2-core host), and peak RSS did not move (175 MB
-either way). Cycles are still collected, only in fewer,
-larger passes; `gc_paused` (worker.gc_pause) still pauses it around large bursts.
+either way). Cycles are still collected, only in fewer, larger passes; `gc_paused`
+(worker.gc_pause) still pauses it around large bursts.
 
 Only the service commands call this (`run`, `api`, `up`), once, from the CLI that owns
 the process: a test process that runs many workers in turn keeps CPython's defaults.

@@ -16,7 +16,8 @@ document's components, so /openapi.json describes it as before.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
@@ -24,6 +25,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from worker.api.errors import ApiError
+from worker.api.limits import declared_size
+from worker.api.state import ApiState
 from worker.gc_pause import gc_paused
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -54,6 +57,16 @@ async def read_json_body(request: Request, timeout: float) -> bytes:
     if not _is_json(request.headers.get("content-type", "")):
         raise RequestValidationError([{"type": "model_attributes_type", "loc": ("body",), "msg": "not JSON"}])
     return body
+
+
+@asynccontextmanager
+async def budgeted_json_body(state: ApiState, request: Request) -> AsyncIterator[bytes]:
+    """The raw body of a large JSON request, read only once its declared size fits the
+    parse budget, which stays held while the caller parses and stores it: ten large
+    uploads at once each held their body while waiting their turn to parse."""
+    settings = state.settings
+    async with state.body_budget.reserve(declared_size(request.headers, settings.api_max_body_bytes)):
+        yield await read_json_body(request, settings.api_parse_wait)
 
 
 def validate_json_body(body: bytes, model: type[Model]) -> Model:

@@ -36,8 +36,7 @@ from worker import tracing
 from worker.amqp import Topology
 from worker.api.deps import Owner, StateDep, checked_callback_urls, fingerprint, project_id_of
 from worker.api.errors import ApiError
-from worker.api.json_body import json_body_openapi, read_json_body, validate_json_body
-from worker.api.limits import declared_size
+from worker.api.json_body import budgeted_json_body, json_body_openapi, validate_json_body
 from worker.api.state import ApiState
 from worker.due_dates import DuePolicy
 from worker.opendsr.protocol import (
@@ -146,8 +145,7 @@ async def create_opendsr_request(
     """Creates the job (committed before the answer). The same subject_request_id again
     answers with the same request; with another request, 409."""
     signer = signer_of(state)
-    async with state.body_budget.reserve(declared_size(request.headers, state.settings.api_max_body_bytes)):
-        raw = await read_json_body(request, state.settings.api_parse_wait)
+    async with budgeted_json_body(state, request) as raw:
         body = validate_json_body(raw, OpenDsrRequest)
         if not x_sandbox_name:
             raise ApiError(400, "name the project in the x-sandbox-name header (its projectKey)")

@@ -19,8 +19,7 @@ from worker.api.deps import (
     project_id_of,
 )
 from worker.api.errors import ApiError, not_found
-from worker.api.json_body import json_body_openapi, read_json_body, validate_json_body
-from worker.api.limits import declared_size
+from worker.api.json_body import budgeted_json_body, json_body_openapi, validate_json_body
 from worker.api.paging import Paging, paging
 from worker.api.shapes import workorder_view
 from worker.api.state import ApiState, json_response
@@ -76,10 +75,7 @@ async def create_workorder(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
     """Deletes identities from one dataset or all (`datasetId: ALL`). Committed before the answer."""
-    # The budget before the body: ten large uploads at once each held their body while
-    # waiting their turn to parse (a test holds the budget and counts the chunks read).
-    async with state.body_budget.reserve(declared_size(request.headers, state.settings.api_max_body_bytes)):
-        body = await read_json_body(request, state.settings.api_parse_wait)
+    async with budgeted_json_body(state, request) as body:
         order = validate_json_body(body, WorkOrderCreate)
         if not x_sandbox_name:
             raise ApiError(400, "name the project in the x-sandbox-name header (its projectKey)")
